@@ -1,0 +1,1 @@
+"""MarketEdge Platform API: identity, organisations and feature flags."""

@@ -1,0 +1,68 @@
+"""create_app(): routes, guards, error handlers and lifespan, assembled in one place."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ASGIApp, ControllerRouterHandler
+
+from api.errors import EXCEPTION_HANDLERS
+from api.health import liveness, readiness
+from api.log import configure_logging
+from api.request_context import RequestContextMiddleware
+from api.schema import require_schema
+from api.settings import Settings, get_settings
+
+logger = logging.getLogger("api.app")
+
+
+def db_pool_size() -> int:
+    return int(os.environ.get("DB_POOL_SIZE", "10"))
+
+
+@asynccontextmanager
+async def database_pool(_: Litestar) -> AsyncIterator[None]:
+    """Open the pool lazily (min_size=0) so the app starts even while the database is down."""
+    from piccolo.engine import engine_finder
+
+    engine = engine_finder()
+    await engine.start_connection_pool(min_size=0, max_size=db_pool_size())
+    try:
+        yield
+    finally:
+        await engine.close_connection_pool()
+
+
+def create_app(
+    settings: Settings | None = None,
+    extra_db_routes: Sequence[ControllerRouterHandler] = (),
+) -> ASGIApp:
+    """Build the ASGI application. `extra_db_routes` lets tests mount probes behind the gate."""
+    settings = settings or get_settings()
+    configure_logging(json_lines=settings.environment != "development")
+    db_backed = Router(
+        path="/",
+        guards=[require_schema],
+        route_handlers=[*extra_db_routes],
+    )
+    litestar_app = Litestar(
+        route_handlers=[liveness, readiness, db_backed],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[database_pool],
+        openapi_config=OpenAPIConfig(
+            title="MarketEdge Platform API",
+            version="1.0.0",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        debug=False,
+        logging_config=None,
+        state={"settings": settings},
+    )
+    return RequestContextMiddleware(litestar_app)

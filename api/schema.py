@@ -1,0 +1,128 @@
+"""Is the database reachable, and has every migration this code knows run? (F1, F7)
+
+The answer for DB-backed routes is cached briefly (a "ready" answer for a few seconds, a
+"not ready" one for a fraction of a second) so the check costs nothing on the hot path yet
+notices a release, or a lost database, by itself without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import asyncpg
+from piccolo.apps.migrations.commands.base import BaseMigrationManager
+from piccolo.conf.apps import AppConfig, Finder
+
+from api.errors import DatabaseUnavailable, SchemaNotReady
+
+CHECK_TIMEOUT_SECONDS = 1.5
+READY_TTL_SECONDS = 5.0
+NOT_READY_TTL_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    database_ok: bool
+    pending_migrations: tuple[str, ...] = ()
+    problem: str | None = None
+    checked_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def ready(self) -> bool:
+        return self.database_ok and not self.pending_migrations
+
+    @property
+    def cause(self) -> str | None:
+        if not self.database_ok:
+            return "database_unavailable"
+        if self.pending_migrations:
+            return "schema_not_ready"
+        return None
+
+
+@cache
+def known_migrations() -> tuple[tuple[str, str], ...]:
+    """(app, migration id) for every migration shipped with this code, in order."""
+    finder = Finder()
+    manager = BaseMigrationManager()
+    found: list[tuple[str, str]] = []
+    for app_name in manager.get_sorted_app_names():
+        app_config: AppConfig = finder.get_app_config(app_name)
+        modules = manager.get_migration_modules(app_config.resolved_migrations_folder_path)
+        found.extend((app_name, migration_id) for migration_id in sorted(modules))
+    return tuple(found)
+
+
+async def _applied_migrations(engine: Any) -> set[tuple[str, str]]:
+    try:
+        rows = await engine.run_ddl("SELECT app_name, name FROM migration")
+    except asyncpg.UndefinedTableError:
+        return set()
+    return {(row["app_name"], row["name"]) for row in rows}
+
+
+async def check_schema() -> SchemaStatus:
+    from piccolo.engine import engine_finder
+
+    engine = engine_finder()
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            applied = await _applied_migrations(engine)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return SchemaStatus(database_ok=False, problem=f"{type(exc).__name__}: {exc}".strip())
+    pending = tuple(
+        f"{app}:{migration}"
+        for app, migration in known_migrations()
+        if (app, migration) not in applied
+    )
+    return SchemaStatus(database_ok=True, pending_migrations=pending)
+
+
+class SchemaGate:
+    """Single-flight, briefly cached schema status shared by every request of a process."""
+
+    def __init__(self) -> None:
+        self._status: SchemaStatus | None = None
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        self._status = None
+
+    def _fresh(self, status: SchemaStatus | None) -> bool:
+        if status is None:
+            return False
+        ttl = READY_TTL_SECONDS if status.ready else NOT_READY_TTL_SECONDS
+        return time.monotonic() - status.checked_at < ttl
+
+    async def status(self, *, force: bool = False) -> SchemaStatus:
+        if not force and self._fresh(self._status):
+            assert self._status is not None
+            return self._status
+        async with self._lock:
+            if not force and self._fresh(self._status):
+                assert self._status is not None
+                return self._status
+            self._status = await check_schema()
+            return self._status
+
+    async def ensure_ready(self) -> None:
+        status = await self.status()
+        if not status.database_ok:
+            raise DatabaseUnavailable("The database is unavailable; retry shortly")
+        if status.pending_migrations:
+            raise SchemaNotReady(
+                "The database schema is behind this release; run the release step",
+                extra={"pending_migrations": list(status.pending_migrations)},
+            )
+
+
+schema_gate = SchemaGate()
+
+
+async def require_schema(*_: Any) -> None:
+    """Litestar guard for every DB-backed route: 503 instead of a 500 or a hang."""
+    await schema_gate.ensure_ready()

@@ -1,0 +1,161 @@
+"""Environment → one frozen, validated settings object (PRODUCT §6).
+
+Bad or missing configuration raises `SettingsError` naming the variable; the entry points
+print that one line and exit, so nothing half-configured ever serves (F6, F7).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+SameSite = Literal["lax", "strict", "none"]
+Environment = Literal["development", "production"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(Exception):
+    """A configuration problem, worded as one line that names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    environment: Environment
+    """`development` logs readable lines; anything else logs JSON."""
+    database_url: str | None
+    """Postgres URL; `None` selects the embedded development/test server."""
+    oidc_issuer: str
+    """The OpenID Provider's issuer, exactly as its discovery document states it."""
+    oidc_client_id: str
+    """This relying party's client id at the provider."""
+    oidc_client_secret: str
+    """The client secret used for the authorization-code exchange."""
+    oidc_audience: str | None
+    """Audience required of bearer access tokens; `None` refuses bearer tokens."""
+    public_url: str
+    """Where browsers reach this API; the OIDC redirect URI is built from it."""
+    frontend_origins: tuple[str, ...]
+    """Origins allowed for CORS, CSRF `Origin` checks and post-login `next` redirects."""
+    session_cookie_samesite: SameSite
+    """`lax` for a same-site front end, `none` for a cross-site one (needs https)."""
+    session_idle_minutes: int
+    """A session unused this long ends."""
+    session_max_hours: int
+    """A session ends this long after login, however busy."""
+    default_organization: str | None
+    """Slug of the organization new users join as viewers when no e-mail domain matches."""
+    trusted_proxies: tuple[Network, ...] = field(default=())
+    """Peers whose `X-Forwarded-For` is believed when finding the client IP."""
+
+    @property
+    def public_url_is_https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """The API's own origin plus the configured front ends."""
+        return (self.public_origin, *self.frontend_origins)
+
+
+def _origin(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise SettingsError(f"{name}: {value!r} is not an origin like https://app.example.com")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _url(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"{name}: {value!r} is not an http(s) URL")
+    return value
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is required but not set")
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a whole number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}: must be greater than 0, got {value}")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    networks = []
+    for item in filter(None, (part.strip() for part in env.get(name, "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"{name}: {item!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the configuration; raises `SettingsError` on the first problem."""
+    env = os.environ if env is None else env
+    environment = env.get("APP_ENV", "production").strip() or "production"
+    if environment not in ("development", "production"):
+        raise SettingsError(f"APP_ENV: {environment!r} must be 'development' or 'production'")
+    database_url = _optional(env, "DATABASE_URL")
+    if database_url and urlsplit(database_url).scheme not in ("postgres", "postgresql"):
+        raise SettingsError("DATABASE_URL: must be a postgres:// or postgresql:// URL")
+    public_url = _url(env, "PUBLIC_URL").rstrip("/")
+    samesite = (env.get("SESSION_COOKIE_SAMESITE", "").strip() or "lax").lower()
+    if samesite not in ("lax", "strict", "none"):
+        raise SettingsError(
+            f"SESSION_COOKIE_SAMESITE: {samesite!r} must be one of lax, strict, none"
+        )
+    if samesite == "none" and not public_url.startswith("https://"):
+        raise SettingsError("SESSION_COOKIE_SAMESITE: 'none' needs an https PUBLIC_URL")
+    frontends = tuple(
+        _origin(item, "FRONTEND_ORIGINS")
+        for item in filter(None, (p.strip() for p in env.get("FRONTEND_ORIGINS", "").split(",")))
+    )
+    return Settings(
+        environment=environment,  # type: ignore[arg-type]
+        database_url=database_url,
+        oidc_issuer=_url(env, "OIDC_ISSUER"),
+        oidc_client_id=_required(env, "OIDC_CLIENT_ID"),
+        oidc_client_secret=_required(env, "OIDC_CLIENT_SECRET"),
+        oidc_audience=_optional(env, "OIDC_AUDIENCE"),
+        public_url=public_url,
+        frontend_origins=frontends,
+        session_cookie_samesite=samesite,  # type: ignore[arg-type]
+        session_idle_minutes=_positive_int(env, "SESSION_IDLE_MINUTES", 60),
+        session_max_hours=_positive_int(env, "SESSION_MAX_HOURS", 24),
+        default_organization=_optional(env, "DEFAULT_ORGANIZATION"),
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

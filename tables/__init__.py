@@ -1,0 +1,1 @@
+"""Piccolo table classes: the single source of the database schema (PRODUCT §3)."""

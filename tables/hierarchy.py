@@ -1,0 +1,101 @@
+"""The organisation tree, role assignments and permission overrides (PRODUCT §3, §3.1).
+
+Each node stores `path`: the ids of its ancestors from the root down to itself. "All
+ancestors of X" is X's own row (one primary-key lookup); "all descendants of X" is
+`path @> ARRAY[X]` on a GIN index. Triggers (migration 2) fill `path` on insert, rewrite
+the subtree on a move and refuse cycles, so no writer can leave it inconsistent.
+"""
+
+from piccolo.columns import (
+    JSONB,
+    Array,
+    Boolean,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.columns.indexes import IndexMethod
+from piccolo.constraints import Check, Unique
+from piccolo.table import Table
+
+from tables.enums import NodeLevel, Permission, Role, sql_in
+from tables.users import User
+
+
+class HierarchyNode(Table, tablename="organization_hierarchy"):
+    id = Serial(primary_key=True)
+    parent = ForeignKey(
+        "self",
+        null=True,
+        default=None,
+        on_delete=OnDelete.restrict,
+        index=True,
+        db_column_name="parent_id",
+    )
+    level = Varchar(length=20, choices=NodeLevel, null=False)
+    name = Varchar(length=200, null=False)
+    slug = Varchar(length=100, null=False)
+    path = Array(Integer(), null=False, default=list, index=True, index_method=IndexMethod.gin)
+    is_active = Boolean(default=True, null=False)
+    settings = JSONB(null=True, default=None)
+    email_domains = Array(
+        Varchar(length=255), null=False, default=list, index=True, index_method=IndexMethod.gin
+    )
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+
+    hierarchy_slug_unique_among_siblings = Unique([parent, slug], nulls_distinct=False)
+    hierarchy_level_valid = Check(sql_in("level", NodeLevel))
+    hierarchy_level_depth = Check(
+        "(level = 'organization' AND parent_id IS NULL AND cardinality(path) = 1)"
+        " OR (level = 'location' AND parent_id IS NOT NULL AND cardinality(path) = 2)"
+        " OR (level = 'department' AND parent_id IS NOT NULL AND cardinality(path) = 3)"
+    )
+    hierarchy_slug_format = Check("slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'")
+    hierarchy_domains_only_on_organizations = Check(
+        "level = 'organization' OR cardinality(email_domains) = 0"
+    )
+
+
+class UserHierarchyAssignment(Table, tablename="user_hierarchy_assignments"):
+    id = Serial(primary_key=True)
+    user = ForeignKey(User, null=False, on_delete=OnDelete.cascade, db_column_name="user_id")
+    node = ForeignKey(
+        HierarchyNode, null=False, on_delete=OnDelete.restrict, index=True, db_column_name="node_id"
+    )
+    role = Varchar(length=30, choices=Role, null=False)
+    is_primary = Boolean(default=False, null=False)
+    is_active = Boolean(default=True, null=False)
+    granted_by = ForeignKey(
+        User, null=True, default=None, on_delete=OnDelete.set_null, db_column_name="granted_by_id"
+    )
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+
+    assignments_user_node_unique = Unique([user, node])
+    assignments_role_valid = Check(sql_in("role", Role))
+
+
+class HierarchyPermissionOverride(Table, tablename="hierarchy_permission_overrides"):
+    id = Serial(primary_key=True)
+    user = ForeignKey(User, null=False, on_delete=OnDelete.cascade, db_column_name="user_id")
+    node = ForeignKey(
+        HierarchyNode, null=False, on_delete=OnDelete.restrict, index=True, db_column_name="node_id"
+    )
+    permission = Varchar(length=30, choices=Permission, null=False)
+    granted = Boolean(null=False)
+    reason = Text(null=False, default="")
+    granted_by = ForeignKey(
+        User, null=True, default=None, on_delete=OnDelete.set_null, db_column_name="granted_by_id"
+    )
+    expires_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+
+    permission_overrides_unique = Unique([user, node, permission])
+    permission_overrides_permission_valid = Check(sql_in("permission", Permission))

@@ -1,0 +1,38 @@
+"""Server-side login state: browser sessions and in-flight OIDC logins (PRODUCT §5).
+
+Only SHA-256 hashes of the cookie tokens are stored, so a database leak yields no session.
+"""
+
+from piccolo.columns import JSONB, ForeignKey, OnDelete, Serial, Text, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+from tables.users import User
+
+
+class UserSession(Table, tablename="user_sessions"):
+    id = Serial(primary_key=True)
+    token_hash = Varchar(length=64, null=False, unique=True)
+    user = ForeignKey(
+        User, null=False, on_delete=OnDelete.cascade, index=True, db_column_name="user_id"
+    )
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    last_seen_at = Timestamptz(default=TimestamptzNow(), null=False)
+    expires_at = Timestamptz(null=False)
+    client_ip = Varchar(length=64, null=True, default=None)
+    user_agent = Varchar(length=500, null=True, default=None)
+    id_token = Text(null=True, default=None)
+    claims = JSONB(null=True, default=None)
+
+
+class OidcLoginState(Table, tablename="oidc_login_states"):
+    """One row per login in flight; deleted when the callback consumes it (single use)."""
+
+    id = Serial(primary_key=True)
+    state_hash = Varchar(length=64, null=False, unique=True)
+    browser_binding_hash = Varchar(length=64, null=False)
+    nonce = Varchar(length=128, null=False)
+    code_verifier = Varchar(length=128, null=False)
+    next_url = Varchar(length=2000, null=False, default="/")
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    expires_at = Timestamptz(null=False, index=True)

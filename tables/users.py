@@ -1,0 +1,38 @@
+"""People who log in, keyed on their OpenID identity (issuer, subject) — never on e-mail (F5)."""
+
+from piccolo.columns import Boolean, Serial, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.constraints import Check, Unique
+from piccolo.table import Table
+
+
+class User(Table, tablename="users"):
+    id = Serial(primary_key=True)
+    oidc_issuer = Varchar(length=500, null=False)
+    oidc_subject = Varchar(length=255, null=False)
+    email = Varchar(length=320, null=True, default=None, unique=True)
+    name = Varchar(length=200, null=False, default="")
+    given_name = Varchar(length=200, null=False, default="")
+    family_name = Varchar(length=200, null=False, default="")
+    is_active = Boolean(default=True, null=False)
+    is_super_admin = Boolean(default=False, null=False)
+    last_login_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+
+    users_identity_unique = Unique([oidc_issuer, oidc_subject])
+    users_email_lower = Check("email = lower(email)")
+
+
+class SuperAdminGrant(Table, tablename="super_admin_grants"):
+    """A super-admin grant made by e-mail before that person's first login (PRODUCT §5).
+
+    Linked to a user at a login whose e-mail is verified, then deleted.
+    """
+
+    id = Serial(primary_key=True)
+    email = Varchar(length=320, null=False, unique=True)
+    granted_by = Varchar(length=320, null=False, default="")
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+
+    super_admin_grants_email_lower = Check("email = lower(email)")

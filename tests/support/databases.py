@@ -1,0 +1,52 @@
+"""Fresh databases on the embedded test server, and private servers that tests may stop."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pgserver
+from pgserver._commands import pg_ctl
+
+from tests.support.env import TEST_PG_DIR
+
+
+def test_server() -> Any:
+    TEST_PG_DIR.mkdir(parents=True, exist_ok=True)
+    return pgserver.get_server(TEST_PG_DIR, cleanup_mode=None)
+
+
+def fresh_database(name: str) -> str:
+    """Drop and recreate `name` on the shared test server; return its URL."""
+    server = test_server()
+    server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+    server.psql(f'CREATE DATABASE "{name}";')
+    return str(server.get_uri(name))
+
+
+class PrivateServer:
+    """A Postgres of a test's own, which it may stop and start under a running app."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.server = pgserver.get_server(data_dir, cleanup_mode=None)
+
+    def url(self, database: str = "postgres") -> str:
+        if database != "postgres":
+            self.server.psql(f'CREATE DATABASE "{database}";')
+        return str(self.server.get_uri(database))
+
+    def stop(self) -> None:
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.data_dir, user=self.server.system_user)
+
+    def start(self) -> None:
+        self.server = pgserver.get_server(self.data_dir, cleanup_mode=None)
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.data_dir, ignore_errors=True)
