@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, ControllerRouterHandler
 
+from api.auth.routes import session_check
 from api.errors import EXCEPTION_HANDLERS
 from api.health import liveness, readiness
 from api.log import configure_logging
@@ -29,14 +31,14 @@ def db_pool_size() -> int:
 @asynccontextmanager
 async def database_pool(_: Litestar) -> AsyncIterator[None]:
     """Open the pool lazily (min_size=0) so the app starts even while the database is down."""
-    from piccolo.engine import engine_finder
+    from api.db import engine
 
-    engine = engine_finder()
-    await engine.start_connection_pool(min_size=0, max_size=db_pool_size())
+    db = engine()
+    await db.start_connection_pool(min_size=0, max_size=db_pool_size())
     try:
         yield
     finally:
-        await engine.close_connection_pool()
+        await db.close_connection_pool()
 
 
 def create_app(
@@ -49,7 +51,7 @@ def create_app(
     db_backed = Router(
         path="/",
         guards=[require_schema],
-        route_handlers=[*extra_db_routes],
+        route_handlers=[session_check, *extra_db_routes],
     )
     litestar_app = Litestar(
         route_handlers=[liveness, readiness, db_backed],
@@ -63,6 +65,6 @@ def create_app(
         ),
         debug=False,
         logging_config=None,
-        state={"settings": settings},
+        state=State({"settings": settings}),
     )
     return RequestContextMiddleware(litestar_app)

@@ -24,16 +24,16 @@ logging.getLogger("pgserver").setLevel(logging.WARNING)
 def embedded_database_url(database: str = "postgres") -> str:
     """Start (or reuse) the embedded server and return a URL for `database` on it."""
     try:
-        import pgserver
+        import pgserver  # type: ignore[attr-defined,unused-ignore]
     except ImportError as exc:  # pragma: no cover - production images lack it on purpose
         raise RuntimeError(
             "DATABASE_URL is not set and the embedded Postgres (pgserver) is not installed"
         ) from exc
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(folder, cleanup_mode=None)
-    if database != "postgres":
-        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
-        if "(1 row)" not in exists:
+    server = pgserver.get_server(folder, cleanup_mode=None)  # type: ignore[attr-defined]
+    if database != "postgres" and database.isidentifier():
+        listed = server.psql("SELECT datname FROM pg_database;")
+        if database not in listed.split():
             server.psql(f'CREATE DATABASE "{database}";')
     return str(server.get_uri(database))

@@ -25,10 +25,10 @@ LOCK_WAIT = "15min"
 async def run_release() -> bool:
     """Take the release lock, run every pending migration, report success."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
-    from piccolo.engine import engine_finder
 
-    engine = engine_finder()
-    dsn = engine.config["dsn"]
+    from api.db import engine
+
+    dsn = engine().config["dsn"]
     lock_connection = await asyncpg.connect(
         dsn, timeout=10, server_settings={"lock_timeout": LOCK_WAIT}
     )

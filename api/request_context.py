@@ -13,7 +13,8 @@ import time
 import uuid
 from contextvars import ContextVar
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_INCOMING_ID = re.compile(rb"^[A-Za-z0-9._:-]{8,128}$")
@@ -37,9 +38,10 @@ class RequestContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        http_scope: HTTPScope = scope
         request_id = _incoming_request_id(scope)
         token = _request_id.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
@@ -52,7 +54,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", ()))
                 headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -60,13 +62,13 @@ class RequestContextMiddleware:
         finally:
             access_logger.info(
                 "%s %s %s",
-                scope["method"],
-                scope["path"],
+                http_scope["method"],
+                http_scope["path"],
                 status,
                 extra={
                     "fields": {
-                        "method": scope["method"],
-                        "path": scope["path"],
+                        "method": http_scope["method"],
+                        "path": http_scope["path"],
                         "status": status,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     }

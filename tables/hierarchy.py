@@ -29,7 +29,7 @@ from tables.users import User
 
 class HierarchyNode(Table, tablename="organization_hierarchy"):
     id = Serial(primary_key=True)
-    parent = ForeignKey(
+    parent: ForeignKey["HierarchyNode"] = ForeignKey(
         "self",
         null=True,
         default=None,

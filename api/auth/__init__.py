@@ -1,0 +1,1 @@
+"""Who is calling: OIDC login, server-side sessions, bearer tokens, CSRF, guards."""

@@ -1,0 +1,53 @@
+"""Guards: the only places that reject a caller (401, 403, CSRF)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from api.auth.identity import Caller, identify, settings_of
+from api.errors import Forbidden, NotAuthenticated
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_HEADER = "x-csrf-token"
+
+
+def check_csrf(connection: ASGIConnection[Any, Any, Any, Any], caller: Caller) -> None:
+    """Unsafe requests riding a cookie need the session's CSRF token and an allowed Origin."""
+    if caller.via != "session" or connection.scope.get("method") not in UNSAFE_METHODS:
+        return
+    sent = connection.headers.get(CSRF_HEADER, "")
+    if not caller.csrf_token or not hmac.compare_digest(sent, caller.csrf_token):
+        raise Forbidden("Missing or wrong X-CSRF-Token header", extra={"reason": "csrf_token"})
+    origin = connection.headers.get("origin")
+    if origin is None or origin not in settings_of(connection).allowed_origins:
+        raise Forbidden("Request origin is not allowed", extra={"reason": "csrf_origin"})
+
+
+async def require_user(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
+) -> None:
+    caller = await identify(connection)
+    if caller is None:
+        raise NotAuthenticated("Sign in first")
+    check_csrf(connection, caller)
+
+
+async def require_super_admin(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler | None = None
+) -> None:
+    await require_user(connection, handler)
+    caller = await identify(connection)
+    if caller is None or not caller.is_super_admin:
+        raise Forbidden("Super-admins only")
+
+
+async def provide_caller(request: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+    """Dependency for handlers behind `require_user`: the identified caller."""
+    caller = await identify(request)
+    if caller is None:
+        raise NotAuthenticated("Sign in first")
+    return caller

@@ -1,0 +1,46 @@
+"""The caller of a request, identified lazily from its session cookie (or bearer token).
+
+Identification never rejects; guards do. It runs only when a guard or handler asks, so
+public routes such as /health never touch the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from litestar.connection import ASGIConnection
+
+from api.settings import Settings
+
+_CALLER_KEY = "caller"
+_UNSET = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: int
+    email: str | None
+    is_super_admin: bool
+    via: Literal["session", "bearer"]
+    session_id: int | None = None
+    csrf_token: str | None = None
+    expires_at: datetime | None = None
+
+
+def settings_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Settings:
+    settings: Settings = connection.app.state["settings"]
+    return settings
+
+
+async def identify(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | None:
+    """The request's caller, looked up once per request and cached on its state."""
+    cached = connection.scope.setdefault("state", {}).get(_CALLER_KEY, _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[no-any-return]
+    from api.auth.sessions import caller_from_cookie
+
+    caller = await caller_from_cookie(connection, settings_of(connection))
+    connection.scope["state"][_CALLER_KEY] = caller
+    return caller

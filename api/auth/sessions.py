@@ -1,0 +1,121 @@
+"""Server-side sessions in Postgres (PRODUCT §5).
+
+The cookie holds an opaque 256-bit token; only its SHA-256 is stored. The CSRF token is
+derived from the session token, so it needs no storage and cannot be computed from a
+database dump. Validity (idle and absolute expiry, active user) is checked in the same
+query that loads the session, so logout or deactivation is seen by every replica at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from litestar.connection import ASGIConnection
+
+from api.auth.identity import Caller
+from api.db import fetch as _execute
+from api.settings import Settings
+
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def cookie_name(settings: Settings) -> str:
+    """`__Host-` prefixed whenever the cookie is Secure (https PUBLIC_URL)."""
+    return "__Host-me_session" if settings.public_url_is_https else "me_session"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def csrf_token_for(token: str) -> str:
+    return hashlib.sha256(b"csrf\x00" + token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StartedSession:
+    token: str
+    session_id: int
+    expires_at: datetime
+    csrf_token: str
+
+
+async def start_session(
+    user_id: int,
+    settings: Settings,
+    *,
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+    id_token: str | None = None,
+    claims: dict[str, Any] | None = None,
+) -> StartedSession:
+    """Create a session with a brand-new token (never reuse one: no fixation)."""
+    import json
+
+    token = new_token()
+    expires_at = datetime.now(UTC) + timedelta(hours=settings.session_max_hours)
+    rows = await _execute(
+        "INSERT INTO user_sessions"
+        " (token_hash, user_id, expires_at, client_ip, user_agent, id_token, claims)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id",
+        hash_token(token),
+        user_id,
+        expires_at,
+        client_ip,
+        (user_agent or "")[:500] or None,
+        id_token,
+        json.dumps(claims) if claims is not None else None,
+    )
+    return StartedSession(token, rows[0]["id"], expires_at, csrf_token_for(token))
+
+
+async def load_session(token: str, settings: Settings) -> Caller | None:
+    """The live session for `token`, or None if unknown, expired, idle too long or inactive."""
+    rows = await _execute(
+        "SELECT s.id, s.user_id, s.expires_at, s.last_seen_at, u.email, u.is_super_admin"
+        " FROM user_sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.token_hash = $1 AND s.expires_at > now()"
+        " AND s.last_seen_at > now() - make_interval(mins => $2) AND u.is_active",
+        hash_token(token),
+        settings.session_idle_minutes,
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    if datetime.now(UTC) - row["last_seen_at"] > TOUCH_INTERVAL:
+        await _execute("UPDATE user_sessions SET last_seen_at = now() WHERE id = $1", row["id"])
+    return Caller(
+        user_id=row["user_id"],
+        email=row["email"],
+        is_super_admin=row["is_super_admin"],
+        via="session",
+        session_id=row["id"],
+        csrf_token=csrf_token_for(token),
+        expires_at=row["expires_at"],
+    )
+
+
+async def end_session(token: str) -> None:
+    await _execute("DELETE FROM user_sessions WHERE token_hash = $1", hash_token(token))
+
+
+async def end_user_sessions(user_id: int) -> None:
+    """Every session of the user, on every replica: the rows are gone."""
+    await _execute("DELETE FROM user_sessions WHERE user_id = $1", user_id)
+
+
+async def caller_from_cookie(
+    connection: ASGIConnection[Any, Any, Any, Any], settings: Settings
+) -> Caller | None:
+    token = connection.cookies.get(cookie_name(settings))
+    if not token or len(token) > 128:
+        return None
+    return await load_session(token, settings)
