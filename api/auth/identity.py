@@ -15,6 +15,7 @@ from litestar.connection import ASGIConnection
 from api.settings import Settings
 
 _CALLER_KEY = "caller"
+_SERVICE_KEY = "service_caller"
 _UNSET = object()
 
 
@@ -27,6 +28,13 @@ class Caller:
     session_id: int | None = None
     csrf_token: str | None = None
     expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCaller:
+    """A machine client holding a bearer token issued to it, not to a person."""
+
+    client_id: str
 
 
 def settings_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Settings:
@@ -44,3 +52,10 @@ async def identify(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | N
     caller = await caller_from_cookie(connection, settings_of(connection))
     connection.scope["state"][_CALLER_KEY] = caller
     return caller
+
+
+async def identify_service(connection: ASGIConnection[Any, Any, Any, Any]) -> ServiceCaller | None:
+    """The machine client behind the request's bearer token, if that is what it carries."""
+    await identify(connection)
+    service: ServiceCaller | None = connection.scope["state"].get(_SERVICE_KEY)
+    return service
