@@ -6,6 +6,7 @@ print that one line and exit, so nothing half-configured ever serves (F6, F7).
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -126,6 +127,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = _optional(env, "DATABASE_URL")
     if database_url and urlsplit(database_url).scheme not in ("postgres", "postgresql"):
         raise SettingsError("DATABASE_URL: must be a postgres:// or postgresql:// URL")
+    if database_url is None and importlib.util.find_spec("pgserver") is None:
+        raise SettingsError(
+            "DATABASE_URL is required (the embedded Postgres is for development and not installed)"
+        )
     public_url = _url(env, "PUBLIC_URL").rstrip("/")
     samesite = (env.get("SESSION_COOKIE_SAMESITE", "").strip() or "lax").lower()
     if samesite not in ("lax", "strict", "none"):

@@ -43,7 +43,8 @@ class PrivateServer:
         pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self.data_dir, user=self.server.system_user)
 
     def start(self) -> None:
-        self.server = pgserver.get_server(self.data_dir, cleanup_mode=None)
+        # get_server() hands back its cached handle; ask that handle to start the server.
+        self.server.ensure_postgres_running()
 
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):

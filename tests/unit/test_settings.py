@@ -1,0 +1,78 @@
+"""Configuration (PRODUCT §6): defaults, validation, one clear line naming the variable."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from api.settings import SettingsError, load_settings
+
+BASE = {
+    "PUBLIC_URL": "https://api.example.com",
+    "OIDC_ISSUER": "https://tenant.auth0.com/",
+    "OIDC_CLIENT_ID": "client",
+    "OIDC_CLIENT_SECRET": "secret",
+    "DATABASE_URL": "postgresql://u:p@db:5432/marketedge",
+}
+
+
+def test_defaults_are_safe_for_a_same_site_front_end() -> None:
+    settings = load_settings(BASE)
+    assert settings.environment == "production"
+    assert settings.session_cookie_samesite == "lax"
+    assert settings.session_idle_minutes == 60
+    assert settings.session_max_hours == 24
+    assert settings.frontend_origins == ()
+    assert settings.oidc_audience is None
+    assert settings.public_url_is_https
+
+
+def test_cross_site_front_end_configuration() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "SESSION_COOKIE_SAMESITE": "None",
+            "FRONTEND_ORIGINS": "https://app.example.com, https://beta.example.com/",
+            "TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1",
+        }
+    )
+    assert settings.session_cookie_samesite == "none"
+    assert settings.frontend_origins == ("https://app.example.com", "https://beta.example.com")
+    assert settings.allowed_origins[0] == "https://api.example.com"
+    assert ipaddress.ip_address("10.1.2.3") in settings.trusted_proxies[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"OIDC_ISSUER": ""}, "OIDC_ISSUER is required"),
+        ({"OIDC_CLIENT_ID": " "}, "OIDC_CLIENT_ID is required"),
+        ({"OIDC_CLIENT_SECRET": ""}, "OIDC_CLIENT_SECRET is required"),
+        ({"PUBLIC_URL": ""}, "PUBLIC_URL is required"),
+        ({"PUBLIC_URL": "api.example.com"}, "PUBLIC_URL"),
+        ({"OIDC_ISSUER": "ftp://issuer"}, "OIDC_ISSUER"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"SESSION_COOKIE_SAMESITE": "sometimes"}, "SESSION_COOKIE_SAMESITE"),
+        ({"SESSION_IDLE_MINUTES": "0"}, "SESSION_IDLE_MINUTES"),
+        ({"SESSION_MAX_HOURS": "1.5"}, "SESSION_MAX_HOURS"),
+        ({"FRONTEND_ORIGINS": "https://app.example.com/path"}, "FRONTEND_ORIGINS"),
+        ({"TRUSTED_PROXIES": "not-an-ip"}, "TRUSTED_PROXIES"),
+        ({"APP_ENV": "staging-ish"}, "APP_ENV"),
+        (
+            {"SESSION_COOKIE_SAMESITE": "none", "PUBLIC_URL": "http://api.example.com"},
+            "SESSION_COOKIE_SAMESITE",
+        ),
+    ],
+)
+def test_bad_configuration_names_the_variable(overrides: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({**BASE, **overrides})
+    message = str(raised.value)
+    assert names in message
+    assert "\n" not in message
+
+
+def test_embedded_postgres_is_the_development_default() -> None:
+    settings = load_settings({k: v for k, v in BASE.items() if k != "DATABASE_URL"})
+    assert settings.database_url is None
