@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, ControllerRouterHandler
 
-from api.auth.routes import session_check
+from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.errors import EXCEPTION_HANDLERS
 from api.health import liveness, readiness
 from api.log import configure_logging
@@ -51,10 +51,10 @@ def create_app(
     db_backed = Router(
         path="/",
         guards=[require_schema],
-        route_handlers=[session_check, *extra_db_routes],
+        route_handlers=[login, callback, session_check, logout, *extra_db_routes],
     )
     litestar_app = Litestar(
-        route_handlers=[liveness, readiness, db_backed],
+        route_handlers=[liveness, readiness, auth_config, db_backed],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[database_pool],
         openapi_config=OpenAPIConfig(

@@ -49,7 +49,19 @@ async def identify(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | N
         return cached  # type: ignore[no-any-return]
     from api.auth.sessions import caller_from_cookie
 
-    caller = await caller_from_cookie(connection, settings_of(connection))
+    settings = settings_of(connection)
+    caller: Caller | None = None
+    authorization = connection.headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        from api.auth.bearer import caller_from_bearer
+
+        found = await caller_from_bearer(authorization[7:].strip(), settings)
+        if isinstance(found, ServiceCaller):
+            connection.scope["state"][_SERVICE_KEY] = found
+        else:
+            caller = found
+    else:
+        caller = await caller_from_cookie(connection, settings)
     connection.scope["state"][_CALLER_KEY] = caller
     return caller
 

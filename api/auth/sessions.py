@@ -107,6 +107,14 @@ async def end_session(token: str) -> None:
     await _execute("DELETE FROM user_sessions WHERE token_hash = $1", hash_token(token))
 
 
+async def session_id_token(token: str) -> str | None:
+    """The ID token kept with the session, used as `id_token_hint` at the provider's logout."""
+    rows = await _execute(
+        "SELECT id_token FROM user_sessions WHERE token_hash = $1", hash_token(token)
+    )
+    return rows[0]["id_token"] if rows else None
+
+
 async def end_user_sessions(user_id: int) -> None:
     """Every session of the user, on every replica: the rows are gone."""
     await _execute("DELETE FROM user_sessions WHERE user_id = $1", user_id)

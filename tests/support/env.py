@@ -16,6 +16,7 @@ TEST_ENV = {
     "OIDC_CLIENT_SECRET": "marketedge-test-secret",
     "FRONTEND_ORIGINS": "http://app.localhost:3000",
     "EMBEDDED_PG_DIR": str(TEST_PG_DIR),
+    "AUTH_RATE_LIMIT_PER_MINUTE": "100000",
 }
 
 

@@ -1,0 +1,165 @@
+"""The browser login: authorization-code flow with PKCE S256, single-use state, nonce.
+
+`state` is bound to the browser by a short-lived SameSite=Lax pre-login cookie; the server
+keeps only hashes of both, and the callback consumes the row with one DELETE, so a state
+(and with it the code) can be used once. Nothing is written for a login that fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from api.auth.oidc import OidcProvider, ProviderUnavailable, TokenRejected
+from api.auth.provisioning import provision_user
+from api.auth.sessions import StartedSession, start_session
+from api.db import engine, fetch
+from api.errors import AppError, BadRequest, Forbidden, UpstreamUnavailable
+from api.settings import Settings
+
+LOGIN_STATE_TTL = timedelta(minutes=10)
+USERINFO_PROFILE_CLAIMS = ("email", "email_verified", "name", "given_name", "family_name")
+
+
+class LoginFailed(AppError):
+    status_code, code = 401, "login_failed"
+
+
+def prelogin_cookie_name(settings: Settings) -> str:
+    return "__Host-me_login" if settings.public_url_is_https else "me_login"
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def safe_next(value: str | None, settings: Settings) -> str:
+    """A relative path on this site, or a URL on an allowed front-end origin; else 400."""
+    if not value:
+        return "/"
+    if len(value) > 2000 or any(ch in value for ch in "\\\r\n\t") or value != value.strip():
+        raise BadRequest("`next` is not an acceptable redirect target", extra={"field": "next"})
+    parts = urlsplit(value)
+    if (
+        not parts.scheme
+        and not parts.netloc
+        and value.startswith("/")
+        and not value.startswith("//")
+    ):
+        return value
+    if parts.scheme in ("http", "https") and parts.netloc:
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin in settings.allowed_origins and not parts.username and not parts.password:
+            return value
+    raise BadRequest("`next` must be a relative path or an allowed origin", extra={"field": "next"})
+
+
+@dataclass(frozen=True, slots=True)
+class LoginStart:
+    authorization_url: str
+    browser_binding: str
+
+
+async def begin_login(provider: OidcProvider, next_url: str) -> LoginStart:
+    state = secrets.token_urlsafe(32)
+    nonce = secrets.token_urlsafe(32)
+    code_verifier = secrets.token_urlsafe(64)
+    binding = secrets.token_urlsafe(32)
+    try:
+        url = await provider.authorization_url(
+            state=state, nonce=nonce, code_verifier=code_verifier
+        )
+    except ProviderUnavailable as exc:
+        raise UpstreamUnavailable(
+            "The identity provider is unreachable; retry shortly", extra={"reason": str(exc)}
+        ) from exc
+    await fetch("DELETE FROM oidc_login_states WHERE expires_at < now() - interval '1 hour'")
+    await fetch(
+        "INSERT INTO oidc_login_states (state_hash, browser_binding_hash, nonce, code_verifier,"
+        " next_url, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        _hash(state),
+        _hash(binding),
+        nonce,
+        code_verifier,
+        next_url,
+        datetime.now(UTC) + LOGIN_STATE_TTL,
+    )
+    return LoginStart(url, binding)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    session: StartedSession
+    next_url: str
+    user_id: int
+    is_super_admin: bool
+
+
+def _fail(reason: str, detail: str) -> LoginFailed:
+    return LoginFailed(detail, extra={"reason": reason})
+
+
+async def complete_login(
+    provider: OidcProvider,
+    settings: Settings,
+    params: dict[str, str],
+    browser_binding: str | None,
+    *,
+    client_ip: str | None,
+    user_agent: str | None,
+) -> LoginResult:
+    if "error" in params:
+        raise _fail("provider_error", f"The provider answered: {params['error'][:100]}")
+    state, code = params.get("state"), params.get("code")
+    if not state:
+        raise _fail("state_missing", "The callback carries no state")
+    if not code:
+        raise _fail("code_missing", "The callback carries no authorization code")
+    if not browser_binding:
+        raise _fail("state_unbound", "This browser did not start the login (no login cookie)")
+    rows = await fetch(
+        "DELETE FROM oidc_login_states WHERE state_hash = $1 AND browser_binding_hash = $2"
+        " RETURNING nonce, code_verifier, next_url, expires_at",
+        _hash(state),
+        _hash(browser_binding),
+    )
+    if not rows or rows[0]["expires_at"] < datetime.now(UTC):
+        raise _fail("state_invalid", "The login state is unknown, expired or already used")
+    login = rows[0]
+    try:
+        tokens = await provider.exchange_code(code, login["code_verifier"])
+        claims = await provider.validate_id_token(tokens["id_token"], nonce=login["nonce"])
+        userinfo = await provider.userinfo(str(tokens.get("access_token") or ""))
+    except TokenRejected as exc:
+        raise _fail(exc.reason, exc.detail) from None
+    except ProviderUnavailable as exc:
+        raise UpstreamUnavailable(
+            "The identity provider is unreachable; retry shortly", extra={"reason": str(exc)}
+        ) from exc
+    if userinfo is not None:
+        if userinfo.get("sub") != claims["sub"]:
+            raise _fail("userinfo_sub_mismatch", "UserInfo describes another subject")
+        claims = {**claims, **{k: userinfo[k] for k in USERINFO_PROFILE_CLAIMS if k in userinfo}}
+    async with engine().transaction():
+        user = await provision_user(claims, settings)
+        if not user.is_active:
+            raise Forbidden("This account is deactivated", extra={"reason": "account_disabled"})
+        session = await start_session(
+            user.user_id,
+            settings,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            id_token=str(tokens["id_token"]),
+            claims=_session_claims(claims),
+        )
+    return LoginResult(session, str(login["next_url"]), user.user_id, user.is_super_admin)
+
+
+def _session_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """The claims kept with the session, so /userinfo is never needed again (F5)."""
+    keep = ("sub", "email", "email_verified", "name", "given_name", "family_name", "auth_time")
+    return {key: claims[key] for key in keep if key in claims}

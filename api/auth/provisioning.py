@@ -1,0 +1,133 @@
+"""Who a verified login becomes (PRODUCT §5, F5, F9).
+
+Users are keyed on (issuer, subject). A new user joins, as `viewer`, the organization that
+claims their verified e-mail domain, else the optional DEFAULT_ORGANIZATION, else nothing
+until someone assigns them. A super-admin grant made by e-mail before the first login is
+linked only when the provider says the e-mail is verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from api.audit import record_audit
+from api.auth.identity import Caller
+from api.db import fetch
+from api.errors import Conflict
+from api.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedUser:
+    user_id: int
+    email: str | None
+    is_active: bool
+    is_super_admin: bool
+    created: bool
+
+
+def _text(claims: dict[str, Any], name: str, limit: int) -> str:
+    value = claims.get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _email(claims: dict[str, Any]) -> tuple[str | None, bool]:
+    email = _text(claims, "email", 320).lower() or None
+    if email is not None and "@" not in email:
+        email = None
+    return email, claims.get("email_verified") is True
+
+
+async def _organization_for(email: str | None, verified: bool, settings: Settings) -> int | None:
+    if email and verified:
+        domain = email.rsplit("@", 1)[1]
+        rows = await fetch(
+            "SELECT id FROM organization_hierarchy WHERE level = 'organization' AND is_active"
+            " AND email_domains @> ARRAY[$1::varchar] ORDER BY id LIMIT 1",
+            domain,
+        )
+        if rows:
+            return int(rows[0]["id"])
+    if settings.default_organization:
+        rows = await fetch(
+            "SELECT id FROM organization_hierarchy WHERE level = 'organization' AND is_active"
+            " AND parent_id IS NULL AND slug = $1",
+            settings.default_organization,
+        )
+        if rows:
+            return int(rows[0]["id"])
+    return None
+
+
+async def provision_user(claims: dict[str, Any], settings: Settings) -> ProvisionedUser:
+    """Create or refresh the user for verified claims. Call inside the login transaction."""
+    email, verified = _email(claims)
+    try:
+        rows = await fetch(
+            "INSERT INTO users (oidc_issuer, oidc_subject, email, name, given_name, family_name,"
+            " last_login_at) VALUES ($1, $2, $3, $4, $5, $6, now())"
+            " ON CONFLICT (oidc_issuer, oidc_subject) DO UPDATE SET email = EXCLUDED.email,"
+            " name = EXCLUDED.name, given_name = EXCLUDED.given_name,"
+            " family_name = EXCLUDED.family_name, last_login_at = now(), updated_at = now()"
+            " RETURNING id, email, is_active, is_super_admin, (xmax = 0) AS created",
+            settings.oidc_issuer,
+            claims["sub"],
+            email,
+            _text(claims, "name", 200),
+            _text(claims, "given_name", 200),
+            _text(claims, "family_name", 200),
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(
+            "Another account already uses this e-mail address",
+            extra={"reason": "email_in_use"},
+        ) from None
+    row = rows[0]
+    user = ProvisionedUser(
+        user_id=row["id"],
+        email=row["email"],
+        is_active=row["is_active"],
+        is_super_admin=row["is_super_admin"],
+        created=row["created"],
+    )
+    actor = Caller(user.user_id, user.email, user.is_super_admin, via="session")
+    if user.created:
+        await record_audit(
+            action="user.provisioned",
+            resource_type="user",
+            resource_id=user.user_id,
+            actor=actor,
+            after={"email": email, "issuer": settings.oidc_issuer, "subject": claims["sub"]},
+        )
+        organization = await _organization_for(email, verified, settings)
+        if organization is not None:
+            await fetch(
+                "INSERT INTO user_hierarchy_assignments (user_id, node_id, role, is_primary)"
+                " VALUES ($1, $2, 'viewer', true)",
+                user.user_id,
+                organization,
+            )
+            await record_audit(
+                action="assignment.created",
+                resource_type="assignment",
+                resource_id=f"{user.user_id}@{organization}",
+                actor=actor,
+                after={"node_id": organization, "role": "viewer", "source": "provisioning"},
+            )
+    if email and verified and not user.is_super_admin:
+        granted = await fetch("DELETE FROM super_admin_grants WHERE email = $1 RETURNING id", email)
+        if granted:
+            await fetch("UPDATE users SET is_super_admin = true WHERE id = $1", user.user_id)
+            await record_audit(
+                action="super_admin.linked",
+                resource_type="user",
+                resource_id=user.user_id,
+                actor=actor,
+                before={"is_super_admin": False},
+                after={"is_super_admin": True, "email": email},
+            )
+            user = ProvisionedUser(user.user_id, email, user.is_active, True, user.created)
+    return user
