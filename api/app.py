@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -41,6 +42,27 @@ async def database_pool(_: Litestar) -> AsyncIterator[None]:
         await db.close_connection_pool()
 
 
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """Credentialed CORS for the configured front ends only (the API's own origin needs none)."""
+    if not settings.frontend_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.frontend_origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "Content-Type",
+            "X-CSRF-Token",
+            "X-Request-ID",
+            "Authorization",
+            "If-Match",
+            "If-None-Match",
+        ],
+        expose_headers=["X-Request-ID", "ETag", "Retry-After"],
+        max_age=600,
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     extra_db_routes: Sequence[ControllerRouterHandler] = (),
@@ -63,6 +85,7 @@ def create_app(
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
+        cors_config=cors_config(settings),
         debug=False,
         logging_config=None,
         state=State({"settings": settings}),

@@ -49,7 +49,7 @@ class BadProvider:
     codes: dict[str, IssuedCode] = field(default_factory=dict)
     jwks_fetches: int = 0
     down: bool = False
-    last_sub: str = ""
+    last_claims: dict[str, Any] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str:
@@ -126,14 +126,17 @@ class BadProvider:
         parts = issued.id_token.split(".")
         try:
             payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-            self.last_sub = str(payload.get("sub", ""))
+            self.last_claims = payload if isinstance(payload, dict) else {}
         except ValueError:
-            self.last_sub = ""
+            self.last_claims = {}
         return 200, {"access_token": "at-" + secrets.token_hex(8), "token_type": "Bearer",
                      "expires_in": 300, "id_token": issued.id_token}  # fmt: skip
 
     def userinfo(self) -> dict[str, Any]:
-        return {"sub": self.userinfo_sub or self.last_sub, "email_verified": True}
+        profile = {
+            k: v for k, v in self.last_claims.items() if k in ("email", "email_verified", "name")
+        }
+        return {**profile, "sub": self.userinfo_sub or self.last_claims.get("sub", "")}
 
 
 @contextmanager

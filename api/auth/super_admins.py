@@ -1,0 +1,109 @@
+"""Grant or revoke super-admin by e-mail from the command line — audited, never raw SQL (F4).
+
+    python -m api.auth.super_admins grant alice@example.com
+    python -m api.auth.super_admins revoke alice@example.com
+
+A grant for someone who has not logged in yet waits in `super_admin_grants` and is linked
+at a login whose e-mail the provider has verified. Revoking takes effect on the next
+request of every session (the session query reads the flag live).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+
+from api.audit import record_audit
+from api.db import engine, fetch
+
+USAGE = "usage: python -m api.auth.super_admins {grant|revoke|list} [EMAIL]"
+
+
+async def _audit(action: str, email: str, user_id: int | None, before: bool, after: bool) -> None:
+    await record_audit(
+        action=action,
+        resource_type="user" if user_id else "super_admin_grant",
+        resource_id=user_id or email,
+        actor=None,
+        before={"is_super_admin": before, "email": email},
+        after={"is_super_admin": after, "email": email, "by": f"cli:{getpass.getuser()}"},
+    )
+
+
+async def grant(email: str) -> str:
+    async with engine().transaction():
+        rows = await fetch(
+            "UPDATE users SET is_super_admin = true, updated_at = now() WHERE email = $1"
+            " RETURNING id, (SELECT is_super_admin FROM users WHERE email = $1) AS before",
+            email,
+        )
+        if rows:
+            await _audit("super_admin.granted", email, rows[0]["id"], rows[0]["before"], True)
+    if rows:
+        return f"{email} is now a super-admin"
+    async with engine().transaction():
+        await fetch(
+            "INSERT INTO super_admin_grants (email, granted_by) VALUES ($1, $2)"
+            " ON CONFLICT (email) DO NOTHING",
+            email,
+            f"cli:{getpass.getuser()}",
+        )
+        await _audit("super_admin.granted_pending", email, None, False, True)
+    return f"{email} will be a super-admin at their first login with a verified e-mail"
+
+
+async def revoke(email: str) -> str:
+    async with engine().transaction():
+        pending = await fetch("DELETE FROM super_admin_grants WHERE email = $1 RETURNING id", email)
+        rows = await fetch(
+            "UPDATE users SET is_super_admin = false, updated_at = now()"
+            " WHERE email = $1 AND is_super_admin RETURNING id",
+            email,
+        )
+        if rows or pending:
+            await _audit("super_admin.revoked", email, rows[0]["id"] if rows else None, True, False)
+    if not rows and not pending:
+        return f"{email} was not a super-admin"
+    return f"{email} is no longer a super-admin"
+
+
+async def listing() -> str:
+    users = await fetch("SELECT email FROM users WHERE is_super_admin ORDER BY email")
+    pending = await fetch("SELECT email FROM super_admin_grants ORDER BY email")
+    lines = [f"{row['email']}" for row in users]
+    lines += [f"{row['email']} (pending first login)" for row in pending]
+    return "\n".join(lines) or "no super-admins"
+
+
+async def _run(command: str, email: str | None) -> str:
+    db = engine()
+    await db.start_connection_pool(min_size=0, max_size=2)
+    try:
+        if command == "list":
+            return await listing()
+        assert email is not None
+        return await (grant(email) if command == "grant" else revoke(email))
+    finally:
+        await db.close_connection_pool()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if (
+        not args
+        or args[0] not in ("grant", "revoke", "list")
+        or (args[0] != "list" and len(args) != 2)
+    ):
+        print(USAGE, file=sys.stderr)
+        return 2
+    email = args[1].strip().lower() if len(args) == 2 else None
+    if email is not None and ("@" not in email or len(email) > 320):
+        print(f"not an e-mail address: {args[1]!r}", file=sys.stderr)
+        return 2
+    print(asyncio.run(_run(args[0], email)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
