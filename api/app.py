@@ -18,6 +18,7 @@ from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.errors import EXCEPTION_HANDLERS
 from api.health import liveness, readiness
 from api.log import configure_logging
+from api.pages import home
 from api.request_context import RequestContextMiddleware
 from api.schema import require_schema
 from api.settings import Settings, get_settings
@@ -73,7 +74,7 @@ def create_app(
     db_backed = Router(
         path="/",
         guards=[require_schema],
-        route_handlers=[login, callback, session_check, logout, *extra_db_routes],
+        route_handlers=[home, login, callback, session_check, logout, *extra_db_routes],
     )
     litestar_app = Litestar(
         route_handlers=[liveness, readiness, auth_config, db_backed],

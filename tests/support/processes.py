@@ -59,15 +59,16 @@ def start_app(
 ) -> AppProcess:
     """Start `python -m api.serve` (the Procfile's web command) and wait for liveness."""
     port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    settings = {"HOST": "127.0.0.1", "PORT": str(port), "PUBLIC_URL": base_url, **dict(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "api.serve"],
         cwd=ROOT,
-        env=child_env(database_url, HOST="127.0.0.1", PORT=str(port), **dict(env or {})),
+        env=child_env(database_url, **settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
