@@ -14,8 +14,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, ControllerRouterHandler
 
+from api.audit import list_audit_logs
 from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.errors import EXCEPTION_HANDLERS
+from api.flags.admin import flags_admin_router
+from api.flags.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
+from api.flags.routes import get_feature, list_features
+from api.flags.store import flag_change_listener
 from api.health import liveness, readiness
 from api.log import configure_logging
 from api.pages import home
@@ -74,12 +79,25 @@ def create_app(
     db_backed = Router(
         path="/",
         guards=[require_schema],
-        route_handlers=[home, login, callback, session_check, logout, *extra_db_routes],
+        route_handlers=[
+            home,
+            login,
+            callback,
+            session_check,
+            logout,
+            list_features,
+            get_feature,
+            evaluate_flag_ofrep,
+            evaluate_flags_ofrep,
+            flags_admin_router,
+            list_audit_logs,
+            *extra_db_routes,
+        ],
     )
     litestar_app = Litestar(
         route_handlers=[liveness, readiness, auth_config, db_backed],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[database_pool],
+        lifespan=[database_pool, flag_change_listener],
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",

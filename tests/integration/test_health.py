@@ -39,3 +39,11 @@ async def test_unknown_route_is_a_json_404_naming_the_request(client: httpx.Asyn
     body = response.json()
     assert body["error"] == "not_found"
     assert body["request_id"] == response.headers["x-request-id"]
+
+
+async def test_the_openapi_document_renders(client: httpx.AsyncClient) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in ("/api/v1/auth/session/check", "/api/v1/features", "/ofrep/v1/evaluate/flags"):
+        assert path in paths

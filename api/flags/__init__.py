@@ -1,0 +1,1 @@
+"""Feature flags: the pure evaluation engine, its cache and loader, OFREP, the admin API."""

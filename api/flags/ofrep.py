@@ -1,0 +1,137 @@
+"""OpenFeature Remote Evaluation Protocol (OFREP) endpoints for SDKs and services.
+
+Callers: a browser session (with CSRF), a user's bearer token, or a machine client's bearer
+token. `context.targetingKey` may only name the caller, unless the caller is a super-admin
+or a service; the bulk call supports ETag / If-None-Match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from api.auth.guards import check_csrf
+from api.auth.identity import Caller, ServiceCaller, identify, identify_service
+from api.errors import NotAuthenticated
+from api.flags.evaluate import Evaluation
+from api.flags.store import evaluate_all, evaluate_one
+
+
+class OfrepResult(msgspec.Struct, omit_defaults=True):
+    """A success (value, reason, variant, metadata) or a failure (errorCode, errorDetails)."""
+
+    key: str
+    value: bool | None = None
+    reason: str | None = None
+    variant: str | None = None
+    metadata: dict[str, Any] | None = None
+    errorCode: str | None = None
+    errorDetails: str | None = None
+
+
+class OfrepBulk(msgspec.Struct, omit_defaults=True):
+    flags: list[OfrepResult] = msgspec.field(default_factory=list)
+    errorCode: str | None = None
+    errorDetails: str | None = None
+
+
+async def require_user_or_service(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
+) -> None:
+    caller = await identify(connection)
+    if caller is not None:
+        check_csrf(connection, caller)
+        return
+    if await identify_service(connection) is None:
+        raise NotAuthenticated("A session or a bearer token is required")
+
+
+class ContextProblem(Exception):
+    def __init__(self, code: str, details: str, status: int = 400) -> None:
+        super().__init__(details)
+        self.code, self.details, self.status = code, details, status
+
+
+async def _subject(request: Request[Any, Any, Any]) -> int:
+    """The user id to evaluate for, from the caller and the request's evaluation context."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        raise ContextProblem("PARSE_ERROR", "The request body is not JSON") from None
+    context = body.get("context", {}) if isinstance(body, dict) else None
+    if not isinstance(context, dict):
+        raise ContextProblem("INVALID_CONTEXT", "`context` must be an object")
+    targeting = context.get("targetingKey")
+    if targeting is not None and not isinstance(targeting, str):
+        raise ContextProblem("INVALID_CONTEXT", "`targetingKey` must be a string")
+    caller: Caller | None = await identify(request)
+    service: ServiceCaller | None = await identify_service(request)
+    if caller is None and service is not None:
+        if not targeting:
+            raise ContextProblem("TARGETING_KEY_MISSING", "A service must name a targetingKey")
+    elif caller is not None:
+        if not targeting:
+            return caller.user_id
+        if targeting != str(caller.user_id) and not caller.is_super_admin:
+            raise ContextProblem(
+                "INVALID_CONTEXT", "targetingKey may only name the caller", status=403
+            )
+    assert targeting is not None
+    if not targeting.isdigit() or len(targeting) > 18:
+        raise ContextProblem("INVALID_CONTEXT", "targetingKey must be a user id")
+    return int(targeting)
+
+
+def _success(evaluation: Evaluation) -> OfrepResult:
+    return OfrepResult(
+        evaluation.key, evaluation.value, evaluation.reason.value, evaluation.variant, {}
+    )
+
+
+@post(
+    "/ofrep/v1/evaluate/flags/{key:str}",
+    tags=["ofrep"],
+    operation_id="ofrepEvaluateFlag",
+    guards=[require_user_or_service],
+    status_code=200,
+)
+async def evaluate_flag_ofrep(request: Request[Any, Any, Any], key: str) -> Response[OfrepResult]:
+    try:
+        user_id = await _subject(request)
+    except ContextProblem as problem:
+        failure = OfrepResult(key, errorCode=problem.code, errorDetails=problem.details)
+        return Response(failure, status_code=problem.status)
+    evaluation = await evaluate_one(key, user_id)
+    if evaluation.error_code:
+        missing = OfrepResult(key, errorCode=evaluation.error_code, errorDetails="No such flag")
+        return Response(missing, status_code=404)
+    return Response(_success(evaluation))
+
+
+@post(
+    "/ofrep/v1/evaluate/flags",
+    tags=["ofrep"],
+    operation_id="ofrepEvaluateFlags",
+    guards=[require_user_or_service],
+    status_code=200,
+)
+async def evaluate_flags_ofrep(request: Request[Any, Any, Any]) -> Response[OfrepBulk | None]:
+    try:
+        user_id = await _subject(request)
+    except ContextProblem as problem:
+        failure = OfrepBulk(errorCode=problem.code, errorDetails=problem.details)
+        return Response(failure, status_code=problem.status)
+    result = OfrepBulk([_success(e) for e in await evaluate_all(user_id)])
+    encoded = msgspec.json.encode(result)
+    etag = '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(None, status_code=304, headers=headers)
+    return Response(result, headers=headers)

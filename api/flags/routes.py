@@ -1,0 +1,64 @@
+"""What the front end asks: which features are on for me, and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, get
+
+from api.auth.guards import provide_caller, require_user
+from api.auth.identity import Caller
+from api.errors import NotFound
+from api.flags.store import evaluate_all, evaluate_one
+from api.hierarchy.access import can_read_node
+
+
+class FeatureValue(msgspec.Struct):
+    key: str
+    value: bool
+    reason: str
+
+
+class FeatureList(msgspec.Struct):
+    flags: list[FeatureValue]
+
+
+async def target_node(caller: Caller, node: int | None) -> int | None:
+    """A node named in the request must be one the caller may read; unknown and unreadable
+    nodes are both 404, so no existence leaks."""
+    if node is not None and not await can_read_node(caller, node):
+        raise NotFound("No such node", extra={"field": "node"})
+    return node
+
+
+@get(
+    "/api/v1/features",
+    tags=["features"],
+    operation_id="listFeatures",
+    guards=[require_user],
+    dependencies={"caller": provide_caller},
+)
+async def list_features(caller: Caller, node: int | None = None) -> FeatureList:
+    """Every non-archived flag evaluated for the caller (at their primary node or `node`)."""
+    evaluations = await evaluate_all(caller.user_id, await target_node(caller, node))
+    return FeatureList([FeatureValue(e.key, e.value, e.reason.value) for e in evaluations])
+
+
+@get(
+    "/api/v1/features/{key:str}",
+    tags=["features"],
+    operation_id="getFeature",
+    guards=[require_user],
+    dependencies={"caller": provide_caller},
+)
+async def get_feature(
+    request: Request[Any, Any, Any], caller: Caller, key: str, node: int | None = None
+) -> FeatureValue:
+    evaluation = await evaluate_one(key, caller.user_id, await target_node(caller, node))
+    if evaluation.error_code == "FLAG_NOT_FOUND":
+        raise NotFound(
+            f"No flag named {key!r}",
+            extra={"key": key, "errorCode": "FLAG_NOT_FOUND", "value": False},
+        )
+    return FeatureValue(evaluation.key, evaluation.value, evaluation.reason.value)

@@ -1,0 +1,98 @@
+"""The one validation of flag and override input, used by the admin API and the admin UI."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from api.errors import InvalidInput
+from tables.flags import FLAG_KEY_PATTERN
+
+KEY = re.compile(FLAG_KEY_PATTERN)
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(message, extra={"field": field})
+
+
+def validate_key(key: Any) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= 100 or not KEY.match(key):
+        raise _invalid("key", "key must be a lower-case slug such as `new-dashboard`")
+    return key
+
+
+def validate_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise _invalid("name", "name must be 1 to 200 characters")
+    return name.strip()
+
+
+def validate_description(description: Any) -> str:
+    if not isinstance(description, str) or len(description) > 5000:
+        raise _invalid("description", "description must be text of at most 5000 characters")
+    return description
+
+
+def validate_rollout(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise _invalid("rollout_percentage", "rollout_percentage must be a number")
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise _invalid("rollout_percentage", "rollout_percentage must be a number") from None
+    if not number.is_finite() or not Decimal(0) <= number <= Decimal(100):
+        raise _invalid("rollout_percentage", "rollout_percentage must be within 0 and 100")
+    if number != number.quantize(Decimal("0.01")):
+        raise _invalid("rollout_percentage", "rollout_percentage allows two decimals at most")
+    return number.quantize(Decimal("0.01"))
+
+
+def validate_flag_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate the given fields of a flag; returns them cleaned."""
+    validators = {
+        "key": validate_key,
+        "name": validate_name,
+        "description": validate_description,
+        "rollout_percentage": validate_rollout,
+    }
+    cleaned: dict[str, Any] = {}
+    for field, value in changes.items():
+        if field in validators:
+            cleaned[field] = validators[field](value)
+        elif field in ("enabled", "archived"):
+            if not isinstance(value, bool):
+                raise _invalid(field, f"{field} must be true or false")
+            cleaned[field] = value
+        else:
+            raise _invalid(field, f"{field} cannot be set")
+    return cleaned
+
+
+def validate_override(
+    *,
+    user_id: Any,
+    node_id: Any,
+    enabled: Any,
+    reason: Any,
+    expires_at: datetime | None,
+    now: datetime | None = None,
+) -> None:
+    """Exactly one target; a reason of sane length; an expiry, if any, in the future."""
+    if (user_id is None) == (node_id is None):
+        raise _invalid("target", "give exactly one of user_id or node_id")
+    for field, value in (("user_id", user_id), ("node_id", node_id)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise _invalid(field, f"{field} must be a positive integer")
+    if not isinstance(enabled, bool):
+        raise _invalid("enabled", "enabled must be true or false")
+    if not isinstance(reason, str) or len(reason) > 1000:
+        raise _invalid("reason", "reason must be text of at most 1000 characters")
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise _invalid("expires_at", "expires_at needs a time zone")
+        if expires_at <= (now or datetime.now(UTC)):
+            raise _invalid("expires_at", "expires_at must be in the future")

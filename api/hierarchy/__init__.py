@@ -1,0 +1,1 @@
+"""The organisation tree, role assignments, permission overrides and their resolution."""
