@@ -22,6 +22,8 @@ from api.flags.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
 from api.flags.routes import get_feature, list_features
 from api.flags.store import flag_change_listener
 from api.health import liveness, readiness
+from api.hierarchy.me import me
+from api.hierarchy.routes import hierarchy_router, users_router
 from api.log import configure_logging
 from api.pages import home
 from api.request_context import RequestContextMiddleware
@@ -85,6 +87,9 @@ def create_app(
             callback,
             session_check,
             logout,
+            me,
+            hierarchy_router,
+            users_router,
             list_features,
             get_feature,
             evaluate_flag_ofrep,

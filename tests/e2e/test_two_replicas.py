@@ -1,0 +1,83 @@
+"""Two app processes on one database, no proxy (PRODUCT §7): replicas are stateless."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.auth import sign_in
+from tests.support.data import unique
+from tests.support.processes import AppProcess, start_app
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(name="replicas", scope="module")
+def fx_replicas(database: str) -> Iterator[tuple[AppProcess, AppProcess]]:
+    first, second = start_app(database), start_app(database)
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def origin_headers(replica: AppProcess, csrf: str) -> dict[str, str]:
+    return {"X-CSRF-Token": csrf, "Origin": replica.base_url}
+
+
+async def test_a_session_is_valid_on_both_and_logout_on_one_is_seen_by_the_other(
+    replicas: tuple[AppProcess, AppProcess],
+) -> None:
+    a, b = replicas
+    user = await sign_in()
+    cookies = user.cookies
+    assert httpx.get(f"{a.base_url}/api/v1/auth/session/check", cookies=cookies).status_code == 200
+    assert httpx.get(f"{b.base_url}/api/v1/auth/session/check", cookies=cookies).status_code == 200
+    out = httpx.post(
+        f"{a.base_url}/api/v1/auth/logout",
+        cookies=cookies,
+        headers=origin_headers(a, user.csrf_token),
+    )
+    assert out.status_code == 200, out.text
+    assert httpx.get(f"{b.base_url}/api/v1/auth/session/check", cookies=cookies).status_code == 401
+
+
+def seconds_until(
+    predicate_url: str, cookies: dict[str, str], key: str, value: bool, limit: float = 3.0
+) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        response = httpx.get(predicate_url, cookies=cookies)
+        flags = {f["key"]: f["value"] for f in response.json()["flags"]}
+        if flags.get(key) is value:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"{key} did not become {value} within {limit}s")
+
+
+async def test_a_flag_change_on_one_replica_is_served_by_the_other_within_a_second(
+    replicas: tuple[AppProcess, AppProcess],
+) -> None:
+    a, b = replicas
+    admin = await sign_in(super_admin=True)
+    key = unique("replicated")
+    features_b = f"{b.base_url}/api/v1/features"
+    httpx.get(features_b, cookies=admin.cookies)  # B has loaded and cached its flags
+    created = httpx.post(
+        f"{a.base_url}/api/v1/admin/feature-flags",
+        json={"key": key, "name": "Replicated", "enabled": True, "rollout_percentage": 100},
+        cookies=admin.cookies,
+        headers=origin_headers(a, admin.csrf_token),
+    )
+    assert created.status_code == 201, created.text
+    assert seconds_until(features_b, admin.cookies, key, True) < 1.0
+    switched = httpx.patch(
+        f"{a.base_url}/api/v1/admin/feature-flags/{key}",
+        json={"version": 1, "enabled": False},
+        cookies=admin.cookies,
+        headers=origin_headers(a, admin.csrf_token),
+    )
+    assert switched.status_code == 200
+    assert seconds_until(features_b, admin.cookies, key, False) < 1.0
