@@ -20,11 +20,11 @@ from api.errors import EXCEPTION_HANDLERS
 from api.flags.admin import flags_admin_router
 from api.flags.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
 from api.flags.routes import get_feature, list_features
-from api.flags.store import flag_change_listener
 from api.health import liveness, readiness
 from api.hierarchy.me import me
 from api.hierarchy.routes import hierarchy_router, users_router
 from api.log import configure_logging
+from api.notifications import change_listener
 from api.pages import home
 from api.request_context import RequestContextMiddleware
 from api.schema import require_schema
@@ -102,7 +102,7 @@ def create_app(
     litestar_app = Litestar(
         route_handlers=[liveness, readiness, auth_config, db_backed],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[database_pool, flag_change_listener],
+        lifespan=[database_pool, change_listener],
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",

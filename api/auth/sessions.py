@@ -3,13 +3,20 @@
 The cookie holds an opaque 256-bit token; only its SHA-256 is stored. The CSRF token is
 derived from the session token, so it needs no storage and cannot be computed from a
 database dump. Validity (idle and absolute expiry, active user) is checked in the same
-query that loads the session, so logout or deactivation is seen by every replica at once.
+query that loads the session.
+
+Each process keeps recently validated sessions for a few seconds, but only while its
+LISTEN connection is up: ending a session, cutting it short, or deactivating, demoting or
+renaming a user makes the database notify `sessions_changed`, and every replica drops its
+cache when the notice arrives (at commit). Without the listener every request asks the
+database.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,9 +25,44 @@ from litestar.connection import ASGIConnection
 
 from api.auth.identity import Caller
 from api.db import fetch as _execute
+from api.notifications import listener
 from api.settings import Settings
 
 TOUCH_INTERVAL = timedelta(seconds=60)
+CACHE_SECONDS = 20.0
+CACHE_LIMIT = 100_000
+
+
+class SessionCache:
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Caller, float]] = {}
+
+    def clear(self) -> None:
+        self._entries = {}
+
+    def get(self, token_hash: str) -> Caller | None:
+        if not listener.connected:
+            return None
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        caller, cached_at = entry
+        expired = caller.expires_at is not None and caller.expires_at <= datetime.now(UTC)
+        if expired or time.monotonic() - cached_at > CACHE_SECONDS:
+            self._entries.pop(token_hash, None)
+            return None
+        return caller
+
+    def put(self, token_hash: str, caller: Caller) -> None:
+        if not listener.connected:
+            return
+        if len(self._entries) >= CACHE_LIMIT:
+            self.clear()
+        self._entries[token_hash] = (caller, time.monotonic())
+
+
+session_cache = SessionCache()
+listener.on("sessions_changed", session_cache.clear)
 
 
 def cookie_name(settings: Settings) -> str:
@@ -79,12 +121,16 @@ async def start_session(
 
 async def load_session(token: str, settings: Settings) -> Caller | None:
     """The live session for `token`, or None if unknown, expired, idle too long or inactive."""
+    token_hash = hash_token(token)
+    cached = session_cache.get(token_hash)
+    if cached is not None:
+        return cached
     rows = await _execute(
         "SELECT s.id, s.user_id, s.expires_at, s.last_seen_at, u.email, u.is_super_admin"
         " FROM user_sessions s JOIN users u ON u.id = s.user_id"
         " WHERE s.token_hash = $1 AND s.expires_at > now()"
         " AND s.last_seen_at > now() - make_interval(mins => $2) AND u.is_active",
-        hash_token(token),
+        token_hash,
         settings.session_idle_minutes,
     )
     if not rows:
@@ -92,7 +138,7 @@ async def load_session(token: str, settings: Settings) -> Caller | None:
     row = rows[0]
     if datetime.now(UTC) - row["last_seen_at"] > TOUCH_INTERVAL:
         await _execute("UPDATE user_sessions SET last_seen_at = now() WHERE id = $1", row["id"])
-    return Caller(
+    caller = Caller(
         user_id=row["user_id"],
         email=row["email"],
         is_super_admin=row["is_super_admin"],
@@ -101,6 +147,8 @@ async def load_session(token: str, settings: Settings) -> Caller | None:
         csrf_token=csrf_token_for(token),
         expires_at=row["expires_at"],
     )
+    session_cache.put(token_hash, caller)
+    return caller
 
 
 async def end_session(token: str) -> None:

@@ -10,24 +10,20 @@ the caller's node path and the overrides that can apply to them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-import asyncpg
-from litestar import Litestar
-
-from api.db import engine, fetch
+from api.db import fetch
 from api.flags.evaluate import Evaluation, FlagDefinition, FlagOverride, evaluate_flag
+from api.notifications import listener
 
 CHANNEL = "feature_flags_changed"
 UNSYNCED_TTL = 1.0
 SYNCED_TTL = 300.0
+RESULT_SECONDS = 30.0
+RESULT_LIMIT = 50_000
 logger = logging.getLogger("api.flags.store")
 
 
@@ -36,14 +32,33 @@ class FlagCache:
         self._flags: dict[str, FlagDefinition] = {}
         self._loaded_at = -1e9
         self._stale = True
-        self.listening = False
         self._lock = asyncio.Lock()
+        self._results: dict[tuple[int, int | None], tuple[list[Evaluation], float]] = {}
 
     def invalidate(self) -> None:
         self._stale = True
+        self._results = {}
+
+    def cached_results(self, user_id: int, node_id: int | None) -> list[Evaluation] | None:
+        """A user's evaluated flags, trusted only while change notices are arriving."""
+        if not listener.connected or self._stale:
+            return None
+        entry = self._results.get((user_id, node_id))
+        if entry is None or time.monotonic() > entry[1]:
+            return None
+        return entry[0]
+
+    def keep_results(
+        self, user_id: int, node_id: int | None, results: list[Evaluation], until: float
+    ) -> None:
+        if not listener.connected:
+            return
+        if len(self._results) >= RESULT_LIMIT:
+            self._results = {}
+        self._results[(user_id, node_id)] = (results, until)
 
     def _fresh(self) -> bool:
-        ttl = SYNCED_TTL if self.listening else UNSYNCED_TTL
+        ttl = SYNCED_TTL if listener.connected else UNSYNCED_TTL
         return not self._stale and time.monotonic() - self._loaded_at < ttl
 
     async def flags(self) -> dict[str, FlagDefinition]:
@@ -64,6 +79,7 @@ class FlagCache:
 
 
 flag_cache = FlagCache()
+listener.on(CHANNEL, flag_cache.invalidate)
 
 TARGETING_QUERY = """
 WITH node AS (
@@ -99,15 +115,28 @@ async def load_targeting(user_id: int, node_id: int | None = None) -> Targeting:
 
 
 async def evaluate_all(user_id: int, node_id: int | None = None) -> list[Evaluation]:
-    """Every non-archived flag for the user: the cache plus one small query."""
+    """Every non-archived flag for the user: the cache plus one small query.
+
+    Results are kept per (user, node) until a change notice, the next expiry of an override
+    that applied, or RESULT_SECONDS, whichever comes first.
+    """
+    cached = flag_cache.cached_results(user_id, node_id)
+    if cached is not None:
+        return cached
     flags = await flag_cache.flags()
     targeting = await load_targeting(user_id, node_id)
     now = datetime.now(UTC)
-    return [
+    results = [
         evaluate_flag(flag, user_id, targeting.node_path, targeting.overrides, now)
         for flag in flags.values()
         if not flag.archived
     ]
+    until = time.monotonic() + RESULT_SECONDS
+    for override in targeting.overrides:
+        if override.expires_at is not None:
+            until = min(until, time.monotonic() + (override.expires_at - now).total_seconds())
+    flag_cache.keep_results(user_id, node_id, results, until)
+    return results
 
 
 async def evaluate_one(key: str, user_id: int, node_id: int | None = None) -> Evaluation:
@@ -116,40 +145,3 @@ async def evaluate_one(key: str, user_id: int, node_id: int | None = None) -> Ev
         return evaluate_flag(None, user_id, (), (), datetime.now(UTC), key=key)
     targeting = await load_targeting(user_id, node_id)
     return evaluate_flag(flag, user_id, targeting.node_path, targeting.overrides, datetime.now(UTC))
-
-
-async def _listen_forever(cache: FlagCache) -> None:
-    dsn = engine().config["dsn"]
-    while True:
-        connection: Any = None
-        try:
-            connection = await asyncpg.connect(dsn, timeout=2)
-            lost = asyncio.Event()
-            connection.add_termination_listener(lambda _, lost=lost: lost.set())
-            await connection.add_listener(CHANNEL, lambda *_: cache.invalidate())
-            cache.listening = True
-            cache.invalidate()  # anything may have changed while we were not listening
-            while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), timeout=5)
-                if not lost.is_set():
-                    await connection.execute("SELECT 1")  # notices a silently dead socket
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            logger.info("flag change listener disconnected: %s", type(exc).__name__)
-        finally:
-            cache.listening = False
-            if connection is not None and not connection.is_closed():
-                with contextlib.suppress(Exception):
-                    await connection.close()
-        await asyncio.sleep(1)
-
-
-@asynccontextmanager
-async def flag_change_listener(_: Litestar) -> AsyncIterator[None]:
-    task = asyncio.create_task(_listen_forever(flag_cache))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

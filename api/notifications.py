@@ -1,0 +1,85 @@
+"""One LISTEN connection per process, turning database notices into cache invalidations.
+
+Triggers (migrations) notify `feature_flags_changed` on writes to flags, overrides and
+assignments, and `sessions_changed` when sessions end or users are deactivated, demoted or
+renamed. Caches may only trust themselves while `listener.connected` is true: if the
+connection drops they fall back to the database until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from litestar import Litestar
+
+from api.db import engine
+
+logger = logging.getLogger("api.notifications")
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.connected = False
+        self._callbacks: dict[str, list[Callable[[], None]]] = {}
+
+    def on(self, channel: str, callback: Callable[[], None]) -> None:
+        self._callbacks.setdefault(channel, []).append(callback)
+
+    def _fire_all(self) -> None:
+        for callbacks in self._callbacks.values():
+            for callback in callbacks:
+                callback()
+
+    def _disconnected(self) -> None:
+        self.connected = False
+        self._fire_all()
+
+    async def run_forever(self) -> None:
+        dsn = engine().config["dsn"]
+        while True:
+            connection: Any = None
+            try:
+                connection = await asyncpg.connect(dsn, timeout=2)
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                for channel, callbacks in self._callbacks.items():
+                    await connection.add_listener(
+                        channel, lambda *_, cbs=callbacks: [cb() for cb in cbs]
+                    )
+                self._fire_all()  # anything may have changed while nobody listened
+                self.connected = True
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=2)
+                    if not lost.is_set():
+                        async with asyncio.timeout(2):
+                            await connection.execute("SELECT 1")  # notices a dead socket
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                logger.info("change listener disconnected: %s", type(exc).__name__)
+            finally:
+                self._disconnected()
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+            await asyncio.sleep(1)
+
+
+listener = Listener()
+
+
+@asynccontextmanager
+async def change_listener(_: Litestar) -> AsyncIterator[None]:
+    task = asyncio.create_task(listener.run_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        listener.connected = False

@@ -1,0 +1,66 @@
+"""GET /api/v1/auth/session/check with a valid session vs the bare endpoint, same server.
+
+Target (2 cores): session check ≥ 0.5 x bare requests/s, p99 ≤ 25 ms at 64 connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import asyncpg
+
+from bench.common import Row, Server, bench_database, drive, print_table
+
+
+async def make_session(url: str) -> str:
+    from api.auth.sessions import hash_token, new_token
+
+    token = new_token()
+    connection = await asyncpg.connect(url)
+    try:
+        user = await connection.fetchval(
+            "INSERT INTO users (oidc_issuer, oidc_subject, email) VALUES ('bench', 'bench',"
+            " 'bench@example.test')"
+            " ON CONFLICT (oidc_issuer, oidc_subject) DO UPDATE SET email = EXCLUDED.email"
+            " RETURNING id"
+        )
+        await connection.execute(
+            "INSERT INTO user_sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() +"
+            " interval '1 day')",
+            hash_token(token),
+            user,
+        )
+    finally:
+        await connection.close()
+    return token
+
+
+def run(quick: bool = False) -> list[Row]:
+    seconds = 4.0 if quick else 10.0
+    url = bench_database("marketedge_bench_session")
+    token = asyncio.run(make_session(url))
+    server = Server(url)
+    try:
+        bare = drive(f"{server.base_url}/bare", seconds=seconds)
+        check = drive(
+            f"{server.base_url}/api/v1/auth/session/check",
+            seconds=seconds,
+            headers={"Cookie": f"me_session={token}"},
+        )
+    finally:
+        server.stop()
+    name = "session check"
+    return [
+        Row(name, "bare endpoint", bare["rps"], "req/s"),
+        Row(name, "session check", check["rps"], "req/s"),
+        Row(name, "ratio session/bare", check["rps"] / bare["rps"], "x", "≥ 0.5"),
+        Row(name, "session check p50", check["p50_ms"], "ms"),
+        Row(name, "session check p99", check["p99_ms"], "ms", "≤ 25"),
+        Row(name, "bare p99", bare["p99_ms"], "ms"),
+        Row(name, "errors", check["errors"] + bare["errors"], "", "0"),
+    ]
+
+
+if __name__ == "__main__":
+    print_table(run(quick="--quick" in sys.argv))
