@@ -23,7 +23,7 @@ from api.flags.routes import get_feature, list_features
 from api.health import liveness, readiness
 from api.hierarchy.me import me
 from api.hierarchy.routes import hierarchy_router, users_router
-from api.log import configure_logging
+from api.log import access_log_flusher, configure_logging
 from api.notifications import change_listener
 from api.pages import home
 from api.request_context import RequestContextMiddleware
@@ -80,7 +80,7 @@ def create_app(
     configure_logging(json_lines=settings.environment != "development")
     db_backed = Router(
         path="/",
-        guards=[require_schema],
+        before_request=require_schema,
         route_handlers=[
             home,
             login,
@@ -102,7 +102,7 @@ def create_app(
     litestar_app = Litestar(
         route_handlers=[liveness, readiness, auth_config, db_backed],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[database_pool, change_listener],
+        lifespan=[access_log_flusher, database_pool, change_listener],
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",

@@ -5,19 +5,30 @@ Every record carries the id of the request being handled (see request_context).
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import logging
+import os
 import sys
-from datetime import UTC, datetime
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from api.request_context import current_request_id
+import msgspec
+
+
+def current_request_id() -> str | None:
+    from api.request_context import current_request_id as request_id_now
+
+    return request_id_now()
 
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        seconds = time.gmtime(record.created)
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -30,7 +41,7 @@ class JSONFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return msgspec.json.encode(entry, enc_hook=str).decode()
 
 
 class DevFormatter(logging.Formatter):
@@ -43,7 +54,13 @@ class DevFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
+def configure_logging(*, json_lines: bool, level: int | None = None) -> None:
+    """Root logging; LOG_LEVEL (default INFO) also switches access lines off above INFO."""
+    if level is None:
+        level = logging.getLevelName(os.environ.get("LOG_LEVEL", "INFO").upper())
+        level = level if isinstance(level, int) else logging.INFO
+    access_log.json_lines = json_lines
+    access_log.enabled = level <= logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if json_lines else DevFormatter())
     root = logging.getLogger()
@@ -54,3 +71,80 @@ def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+class AccessLog:
+    """Access lines, one per request, written in batches.
+
+    The hot path only appends a tuple; lines are encoded and written together at most every
+    0.2 s (or every 256 requests), which keeps per-request logging cheap under load.
+    """
+
+    FLUSH_SECONDS = 0.2
+    FLUSH_SIZE = 256
+
+    def __init__(self) -> None:
+        self.json_lines = True
+        self.enabled = True
+        self._pending: list[tuple[float, str, str, str, int, float]] = []
+        self._last_flush = time.monotonic()
+
+    def record(
+        self, request_id: str, method: str, path: str, status: int, duration_ms: float
+    ) -> None:
+        if not self.enabled:
+            return
+        self._pending.append((time.time(), request_id, method, path, status, duration_ms))
+        now = time.monotonic()
+        if len(self._pending) >= self.FLUSH_SIZE or now - self._last_flush >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        lines = []
+        for created, request_id, method, path, status, duration in pending:
+            if self.json_lines:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+                lines.append(
+                    msgspec.json.encode(
+                        {
+                            "ts": f"{stamp}.{int(created * 1000) % 1000:03d}Z",
+                            "level": "info",
+                            "logger": "api.access",
+                            "message": f"{method} {path} {status}",
+                            "request_id": request_id,
+                            "method": method,
+                            "path": path,
+                            "status": status,
+                            "duration_ms": duration,
+                        }
+                    ).decode()
+                )
+            else:
+                lines.append(f"INFO    api.access: [{request_id[:8]}] {method} {path} {status}")
+        sys.stderr.write("\n".join(lines) + "\n")
+
+
+access_log = AccessLog()
+
+
+@asynccontextmanager
+async def access_log_flusher(_: Any) -> AsyncIterator[None]:
+    """Writes pending access lines when traffic pauses, and the last ones at shutdown."""
+
+    async def keep_flushing() -> None:
+        while True:
+            await asyncio.sleep(AccessLog.FLUSH_SECONDS)
+            access_log.flush()
+
+    task = asyncio.create_task(keep_flushing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        access_log.flush()

@@ -7,7 +7,6 @@ written while handling it names the same id.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -16,10 +15,11 @@ from contextvars import ContextVar
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+from api.log import access_log
+
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_INCOMING_ID = re.compile(rb"^[A-Za-z0-9._:-]{8,128}$")
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-access_logger = logging.getLogger("api.access")
 
 
 def current_request_id() -> str | None:
@@ -60,18 +60,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            access_logger.info(
-                "%s %s %s",
-                http_scope["method"],
-                http_scope["path"],
-                status,
-                extra={
-                    "fields": {
-                        "method": http_scope["method"],
-                        "path": http_scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    }
-                },
+            duration = round((time.perf_counter() - started) * 1000, 2)
+            access_log.record(
+                request_id, http_scope["method"], http_scope["path"], status, duration
             )
             _request_id.reset(token)
