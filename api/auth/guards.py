@@ -27,6 +27,16 @@ def check_csrf(connection: ASGIConnection[Any, Any, Any, Any], caller: Caller) -
         raise Forbidden("Request origin is not allowed", extra={"reason": "csrf_origin"})
 
 
+async def authenticated(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+    """`require_user` as a plain call, for the hottest routes: Litestar copies the route
+    handler on every guard call, a cost these endpoints do not need to pay."""
+    caller = await identify(connection)
+    if caller is None:
+        raise NotAuthenticated("Sign in first")
+    check_csrf(connection, caller)
+    return caller
+
+
 async def require_user(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
 ) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, get
+from litestar import Request, Response, get
 
-from api.auth.guards import provide_caller, require_user
+from api.auth.guards import authenticated, provide_caller, require_user
 from api.auth.identity import Caller
 from api.errors import NotFound
-from api.flags.store import evaluate_all, evaluate_one
+from api.flags.store import evaluate_all, evaluate_one, flag_cache
 from api.hierarchy.access import can_read_node
 
 
@@ -32,17 +32,16 @@ async def target_node(caller: Caller, node: int | None) -> int | None:
     return node
 
 
-@get(
-    "/api/v1/features",
-    tags=["features"],
-    operation_id="listFeatures",
-    guards=[require_user],
-    dependencies={"caller": provide_caller},
-)
-async def list_features(caller: Caller, node: int | None = None) -> FeatureList:
+@get("/api/v1/features", tags=["features"], operation_id="listFeatures")
+async def list_features(
+    request: Request[Any, Any, Any], node: int | None = None
+) -> Response[FeatureList]:
     """Every non-archived flag evaluated for the caller (at their primary node or `node`)."""
-    evaluations = await evaluate_all(caller.user_id, await target_node(caller, node))
-    return FeatureList([FeatureValue(e.key, e.value, e.reason.value) for e in evaluations])
+    caller = await authenticated(request)
+    node_id = await target_node(caller, node)
+    evaluations = await evaluate_all(caller.user_id, node_id)
+    body = flag_cache.encoded(caller.user_id, node_id, evaluations)
+    return Response(body, media_type="application/json")  # type: ignore[arg-type]
 
 
 @get(

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import msgspec
+
 from api.db import fetch
 from api.flags.evaluate import Evaluation, FlagDefinition, FlagOverride, evaluate_flag
 from api.notifications import listener
@@ -34,10 +36,25 @@ class FlagCache:
         self._stale = True
         self._lock = asyncio.Lock()
         self._results: dict[tuple[int, int | None], tuple[list[Evaluation], float]] = {}
+        self._encoded: dict[tuple[int, int | None], bytes] = {}
 
     def invalidate(self) -> None:
         self._stale = True
         self._results = {}
+        self._encoded = {}
+
+    def encoded(self, user_id: int, node_id: int | None, results: list[Evaluation]) -> bytes:
+        """The JSON body for `results`, encoded once per cached result."""
+        key = (user_id, node_id)
+        entry = self._results.get(key)
+        if entry is not None and entry[0] is results and key in self._encoded:
+            return self._encoded[key]
+        body = msgspec.json.encode(
+            {"flags": [{"key": e.key, "value": e.value, "reason": e.reason.value} for e in results]}
+        )
+        if entry is not None and entry[0] is results:
+            self._encoded[key] = body
+        return body
 
     def cached_results(self, user_id: int, node_id: int | None) -> list[Evaluation] | None:
         """A user's evaluated flags, trusted only while change notices are arriving."""
