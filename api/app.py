@@ -25,6 +25,7 @@ from api.hierarchy.me import me
 from api.hierarchy.routes import hierarchy_router, users_router
 from api.log import access_log_flusher, configure_logging
 from api.notifications import change_listener
+from api.openapi_errors import document_error_responses
 from api.pages import home
 from api.request_context import RequestContextMiddleware
 from api.schema import require_schema
@@ -114,4 +115,5 @@ def create_app(
         logging_config=None,
         state=State({"settings": settings}),
     )
+    document_error_responses(litestar_app)
     return RequestContextMiddleware(litestar_app)

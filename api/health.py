@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import msgspec
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 
 from api.schema import schema_gate
 
@@ -15,17 +15,28 @@ def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", tags=["health"], operation_id="readiness")
-async def readiness() -> Response[dict[str, Any]]:
+class Readiness(msgspec.Struct, omit_defaults=True):
+    status: str
+    database: str
+    pending_migrations: list[str]
+    cause: str | None = None
+    detail: str | None = None
+
+
+@get(
+    "/health/ready",
+    tags=["health"],
+    operation_id="readiness",
+    responses={503: ResponseSpec(Readiness, description="Not ready, and why")},
+)
+async def readiness() -> Response[Readiness]:
     """200 only when the database answers and no migration is pending; otherwise 503 and why."""
     status = await schema_gate.status(force=True)
-    body: dict[str, Any] = {
-        "status": "ready" if status.ready else "not_ready",
-        "database": "ok" if status.database_ok else "unavailable",
-        "pending_migrations": list(status.pending_migrations),
-    }
-    if status.cause:
-        body["cause"] = status.cause
-    if status.problem:
-        body["detail"] = status.problem
+    body = Readiness(
+        status="ready" if status.ready else "not_ready",
+        database="ok" if status.database_ok else "unavailable",
+        pending_migrations=list(status.pending_migrations),
+        cause=status.cause,
+        detail=status.problem,
+    )
     return Response(body, status_code=200 if status.ready else 503)

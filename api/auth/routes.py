@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.openapi import ResponseSpec
 from litestar.response import Redirect
 
 from api.auth.guards import require_user
@@ -141,7 +142,12 @@ async def callback(request: Request[Any, Any, Any]) -> Redirect:
     )
 
 
-@get("/api/v1/auth/session/check", tags=["auth"], operation_id="sessionCheck")
+@get(
+    "/api/v1/auth/session/check",
+    tags=["auth"],
+    operation_id="sessionCheck",
+    responses={401: ResponseSpec(SessionCheck, description="Not signed in")},
+)
 async def session_check(request: Request[Any, Any, Any]) -> Response[SessionCheck]:
     """Who is signed in, and the CSRF token the front end must echo on unsafe requests."""
     caller = await identify(request)

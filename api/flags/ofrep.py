@@ -15,6 +15,7 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import ResponseSpec
 
 from api.auth.guards import check_csrf
 from api.auth.identity import Caller, ServiceCaller, identify, identify_service
@@ -100,6 +101,11 @@ def _success(evaluation: Evaluation) -> OfrepResult:
     tags=["ofrep"],
     operation_id="ofrepEvaluateFlag",
     guards=[require_user_or_service],
+    responses={
+        400: ResponseSpec(OfrepResult, description="PARSE_ERROR / INVALID_CONTEXT / ..."),
+        403: ResponseSpec(OfrepResult, description="targetingKey names someone else"),
+        404: ResponseSpec(OfrepResult, description="FLAG_NOT_FOUND"),
+    },
     status_code=200,
 )
 async def evaluate_flag_ofrep(request: Request[Any, Any, Any], key: str) -> Response[OfrepResult]:
@@ -120,6 +126,11 @@ async def evaluate_flag_ofrep(request: Request[Any, Any, Any], key: str) -> Resp
     tags=["ofrep"],
     operation_id="ofrepEvaluateFlags",
     guards=[require_user_or_service],
+    responses={
+        304: ResponseSpec(None, description="Not modified (If-None-Match)"),
+        400: ResponseSpec(OfrepBulk, description="PARSE_ERROR / INVALID_CONTEXT / ..."),
+        403: ResponseSpec(OfrepBulk, description="targetingKey names someone else"),
+    },
     status_code=200,
 )
 async def evaluate_flags_ofrep(request: Request[Any, Any, Any]) -> Response[OfrepBulk | None]:
