@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, ControllerRouterHandler
 
+from api.admin.mount import admin_mount
 from api.audit import list_audit_logs
 from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.errors import EXCEPTION_HANDLERS
@@ -101,7 +102,7 @@ def create_app(
         ],
     )
     litestar_app = Litestar(
-        route_handlers=[liveness, readiness, auth_config, db_backed],
+        route_handlers=[liveness, readiness, auth_config, admin_mount, db_backed],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[access_log_flusher, database_pool, change_listener],
         openapi_config=OpenAPIConfig(

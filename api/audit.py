@@ -1,7 +1,8 @@
 """The one way to write an audit record (PRODUCT §3: append-only, never cascades away),
 and the super-admins' view of the trail.
 
-Call it inside the same transaction as the change it describes, so both land or neither.
+Call it inside the same transaction as the change it describes, so both land or neither
+(and the row-level audit triggers, which catch every other writer, stand aside).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ async def record_audit(
     connection: ASGIConnection[Any, Any, Any, Any] | None = None,
 ) -> None:
     ip = client_ip(connection, settings_of(connection)) if connection is not None else None
+    # This transaction's rows are described by this record: the row triggers stand aside.
+    await fetch("SELECT set_config('app.audit_by_app', 'on', true)")
     await fetch(
         "INSERT INTO audit_logs (actor_id, actor_email, action, resource_type, resource_id,"
         " before, after, request_id, client_ip)"

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from tables.admin import AdminSession, AdminUser
 from tables.audit import AuditLog
 from tables.flags import FeatureFlag, FeatureFlagOverride
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
@@ -26,6 +27,8 @@ APP_CONFIG = AppConfig(
         AuditLog,
         UserSession,
         OidcLoginState,
+        AdminUser,
+        AdminSession,
     ],
     migration_dependencies=[],
     commands=[],

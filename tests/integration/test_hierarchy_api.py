@@ -235,8 +235,10 @@ async def test_deactivate_and_rename_need_manage_settings(client: httpx.AsyncCli
     off = await post(client, org_admin, f"{H}/nodes/{tree.dept_a1}/deactivate", {})
     assert off.json()["is_active"] is False
     audit = await fetch(
-        "SELECT action, before, after FROM audit_logs WHERE resource_type = 'node' AND resource_id = $1 ORDER BY id",
+        "SELECT action, before, after FROM audit_logs WHERE resource_type = 'node' AND resource_id = $1"
+        " AND actor_id = $2 ORDER BY id",
         str(tree.dept_a1),
+        org_admin.user_id,
     )
     assert [a["action"] for a in audit] == ["node.updated", "node.updated"]
     assert '"Renamed"' in audit[0]["after"]

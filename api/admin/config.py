@@ -1,0 +1,219 @@
+"""Which tables the admin shows and how: on purpose, with the API's own validation.
+
+Flags and flag overrides are validated by `api.flags.validation` (the admin API's one
+implementation); the hierarchy's nesting and no-cycle rules hold in the database triggers
+for every writer; users show a safe subset and cannot be created, deleted or promoted here
+(super-admin comes from the audited command); the audit log is read-only; session tables are
+not shown. PUT is refused for every table because it would skip these hooks.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pydantic
+from piccolo_admin.endpoints import FormConfig, TableConfig, create_admin
+from piccolo_api.crud.endpoints import PiccoloCRUD
+from piccolo_api.crud.validators import Validators
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from api.errors import AppError
+from api.flags.validation import validate_flag_changes, validate_override
+from api.settings import get_settings
+from tables.admin import AdminSession, AdminUser
+from tables.audit import AuditLog
+from tables.flags import FeatureFlag, FeatureFlagOverride
+from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
+from tables.users import User
+
+
+def refuse(*_: Any) -> None:
+    raise HTTPException(status_code=405, detail="Not allowed in the admin")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise HTTPException(status_code=400, detail="The body is not JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPException(status_code=400, detail="The body must be an object")
+    return body
+
+
+def _as_http(error: AppError) -> HTTPException:
+    field = (error.extra or {}).get("field")
+    return HTTPException(
+        status_code=400, detail=f"{field}: {error.detail}" if field else error.detail
+    )
+
+
+async def validate_flag(_: PiccoloCRUD, request: Request) -> None:
+    body = await _body(request)
+    editable = {"key", "name", "description", "enabled", "rollout_percentage", "archived"}
+    try:
+        validate_flag_changes({k: v for k, v in body.items() if k in editable})
+    except AppError as error:
+        raise _as_http(error) from None
+    if set(body) & {"version", "created_at", "created_by", "id"}:
+        raise HTTPException(status_code=400, detail="version, id and created fields are managed")
+
+
+async def validate_flag_override(_: PiccoloCRUD, request: Request) -> None:
+    body = await _body(request)
+    expires = body.get("expires_at")
+    try:
+        parsed = datetime.fromisoformat(expires) if isinstance(expires, str) and expires else None
+        validate_override(
+            user_id=body.get("user"),
+            node_id=body.get("node"),
+            enabled=body.get("enabled", False),
+            reason=body.get("reason", ""),
+            expires_at=parsed,
+        )
+    except AppError as error:
+        raise _as_http(error) from None
+    except ValueError:
+        raise HTTPException(status_code=400, detail="expires_at: not a date-time") from None
+
+
+async def validate_user_patch(_: PiccoloCRUD, request: Request) -> None:
+    body = await _body(request)
+    allowed = {"name", "given_name", "family_name", "is_active"}
+    if set(body) - allowed:
+        raise HTTPException(
+            status_code=400, detail=f"only {', '.join(sorted(allowed))} can change here"
+        )
+
+
+def build_admin() -> Any:
+    settings = get_settings()
+    host = settings.public_url.split("://", 1)[1].split("/", 1)[0]
+    tables = [
+        TableConfig(
+            FeatureFlag,
+            visible_columns=[
+                FeatureFlag.id,
+                FeatureFlag.key,
+                FeatureFlag.name,
+                FeatureFlag.enabled,
+                FeatureFlag.rollout_percentage,
+                FeatureFlag.archived,
+                FeatureFlag.version,
+                FeatureFlag.updated_at,
+            ],
+            visible_filters=[FeatureFlag.key, FeatureFlag.enabled, FeatureFlag.archived],
+            validators=Validators(
+                post_single=[validate_flag],
+                patch_single=[validate_flag],
+                delete_single=[refuse],
+                put_single=[refuse],
+            ),
+            menu_group="Feature flags",
+            link_column=FeatureFlag.key,
+        ),
+        TableConfig(
+            FeatureFlagOverride,
+            validators=Validators(
+                post_single=[validate_flag_override],
+                patch_single=[validate_flag_override],
+                put_single=[refuse],
+            ),
+            menu_group="Feature flags",
+        ),
+        TableConfig(
+            HierarchyNode,
+            exclude_visible_columns=[HierarchyNode.settings],
+            validators=Validators(put_single=[refuse]),
+            menu_group="Organisation",
+            link_column=HierarchyNode.name,
+        ),
+        TableConfig(
+            UserHierarchyAssignment,
+            validators=Validators(put_single=[refuse]),
+            menu_group="Organisation",
+        ),
+        TableConfig(
+            HierarchyPermissionOverride,
+            validators=Validators(put_single=[refuse]),
+            menu_group="Organisation",
+        ),
+        TableConfig(
+            User,
+            visible_columns=[
+                User.id,
+                User.email,
+                User.name,
+                User.given_name,
+                User.family_name,
+                User.is_active,
+                User.is_super_admin,
+                User.last_login_at,
+            ],
+            validators=Validators(
+                post_single=[refuse],
+                delete_single=[refuse],
+                patch_single=[validate_user_patch],
+                put_single=[refuse],
+            ),
+            menu_group="People",
+            link_column=User.email,
+        ),
+        TableConfig(
+            AuditLog,
+            order_by=[(AuditLog.id, False)],  # type: ignore[list-item]
+            visible_filters=[
+                AuditLog.action,
+                AuditLog.resource_type,
+                AuditLog.resource_id,
+                AuditLog.actor,
+            ],
+            validators=Validators(
+                post_single=[refuse],
+                patch_single=[refuse],
+                delete_single=[refuse],
+                delete_all=[refuse],
+                put_single=[refuse],
+            ),
+            menu_group="Audit",
+        ),
+    ]
+    return create_admin(
+        tables=tables,
+        forms=[WHAT_USER_SEES],
+        auth_table=AdminUser,
+        session_table=AdminSession,
+        auto_include_related=False,
+        allowed_hosts=[host],
+        production=settings.public_url_is_https,
+        site_name="MarketEdge admin",
+        read_only=False,
+    )
+
+
+class WhatUserSees(pydantic.BaseModel):
+    email: str
+
+
+async def what_user_sees(_: Request, data: WhatUserSees) -> str:
+    """Every flag's value and reason for one user, exactly as the API evaluates it."""
+    from api.db import fetch
+    from api.flags.store import evaluate_all
+
+    rows = await fetch("SELECT id FROM users WHERE email = $1", data.email.strip().lower())
+    if not rows:
+        return f"No user with the e-mail {data.email!r}."
+    results = await evaluate_all(int(rows[0]["id"]))
+    lines = [f"{e.key}: {'ON' if e.value else 'off'} ({e.reason.value})" for e in results]
+    return f"{data.email} sees {len(lines)} flags — " + "; ".join(lines)
+
+
+WHAT_USER_SEES = FormConfig(
+    name="What does a user see?",
+    pydantic_model=WhatUserSees,
+    endpoint=what_user_sees,
+    description="Every feature flag's value and reason for one user, as the API answers them.",
+)
