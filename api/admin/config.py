@@ -10,12 +10,14 @@ not shown. PUT is refused for every table because it would skip these hooks.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pydantic
 from piccolo_admin.endpoints import FormConfig, TableConfig, create_admin
-from piccolo_api.crud.endpoints import PiccoloCRUD
+from piccolo_api.crud import endpoints as crud_endpoints
+from piccolo_api.crud.endpoints import OrderBy, PiccoloCRUD
 from piccolo_api.crud.validators import Validators
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,7 +32,28 @@ from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHie
 from tables.users import User
 
 
-def refuse(*_: Any) -> None:
+def _accept_field_names(create: Callable[..., Any]) -> Callable[..., Any]:
+    """piccolo_api builds its request models with each column's `db_column_name` as alias
+    (our foreign keys are `parent_id`, `user_id`, ...), but PATCH then looks the same keys up
+    as attributes, so a foreign key could only be sent as neither and became NULL. Accepting
+    field names as well as aliases makes `{"parent": 3}` mean what it says."""
+
+    def create_accepting_names(*args: Any, **kwargs: Any) -> Any:
+        kwargs["pydantic_config"] = {
+            "populate_by_name": True,
+            **(kwargs.get("pydantic_config") or {}),
+        }
+        return create(*args, **kwargs)
+
+    return create_accepting_names
+
+
+crud_endpoints.create_pydantic_model = _accept_field_names(  # type: ignore[attr-defined]
+    crud_endpoints.create_pydantic_model  # type: ignore[attr-defined]
+)
+
+
+def refuse(piccolo_crud: PiccoloCRUD, request: Request) -> None:
     raise HTTPException(status_code=405, detail="Not allowed in the admin")
 
 
@@ -51,7 +74,7 @@ def _as_http(error: AppError) -> HTTPException:
     )
 
 
-async def validate_flag(_: PiccoloCRUD, request: Request) -> None:
+async def validate_flag(piccolo_crud: PiccoloCRUD, request: Request) -> None:
     body = await _body(request)
     editable = {"key", "name", "description", "enabled", "rollout_percentage", "archived"}
     try:
@@ -62,7 +85,7 @@ async def validate_flag(_: PiccoloCRUD, request: Request) -> None:
         raise HTTPException(status_code=400, detail="version, id and created fields are managed")
 
 
-async def validate_flag_override(_: PiccoloCRUD, request: Request) -> None:
+async def validate_flag_override(piccolo_crud: PiccoloCRUD, request: Request) -> None:
     body = await _body(request)
     expires = body.get("expires_at")
     try:
@@ -80,7 +103,7 @@ async def validate_flag_override(_: PiccoloCRUD, request: Request) -> None:
         raise HTTPException(status_code=400, detail="expires_at: not a date-time") from None
 
 
-async def validate_user_patch(_: PiccoloCRUD, request: Request) -> None:
+async def validate_user_patch(piccolo_crud: PiccoloCRUD, request: Request) -> None:
     body = await _body(request)
     allowed = {"name", "given_name", "family_name", "is_active"}
     if set(body) - allowed:
@@ -164,7 +187,7 @@ def build_admin() -> Any:
         ),
         TableConfig(
             AuditLog,
-            order_by=[(AuditLog.id, False)],  # type: ignore[list-item]
+            order_by=[OrderBy(AuditLog.id, ascending=False)],
             visible_filters=[
                 AuditLog.action,
                 AuditLog.resource_type,
@@ -212,7 +235,7 @@ async def what_user_sees(_: Request, data: WhatUserSees) -> str:
 
 
 WHAT_USER_SEES = FormConfig(
-    name="What does a user see?",
+    name="What a user sees",
     pydantic_model=WhatUserSees,
     endpoint=what_user_sees,
     description="Every feature flag's value and reason for one user, as the API answers them.",

@@ -15,8 +15,9 @@ from typing import Any
 
 from litestar import asgi
 from litestar.connection import ASGIConnection
-from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
+from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send
 
+from api.admin.bridge import admin_user_id
 from api.admin.config import build_admin
 from api.auth.identity import identify, settings_of
 from api.auth.sessions import cookie_name, end_session
@@ -104,9 +105,17 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
             send, 405, b'{"error":"method_not_allowed","detail":"use PATCH"}', b"application/json"
         )
         return
+    await admin_user_id(caller.user_id, caller.email)  # committed before any write below
     inner = _with_admin_cookie(scope, token)
     if method in ("POST", "PATCH", "DELETE"):
-        async with engine().transaction():
+        # The answer is held until the transaction commits, so a client that reads after
+        # it never sees the old row.
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        async with engine().transaction() as transaction:
             await fetch(
                 "SELECT set_config('app.actor_id', $1, true),"
                 " set_config('app.actor_email', $2, true),"
@@ -116,6 +125,11 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
                 current_request_id() or "",
                 client_ip(connection, settings_of(connection)),
             )
-            await admin_app()(inner, receive, send)
+            await admin_app()(inner, receive, hold)
+            refused = any(m["type"] == "http.response.start" and m["status"] >= 400 for m in held)
+            if refused:  # e.g. a constraint the admin reported: nothing of it may stay
+                await transaction.rollback()  # type: ignore[no-untyped-call]
+        for message in held:
+            await send(message)
         return
     await admin_app()(inner, receive, send)

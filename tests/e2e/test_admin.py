@@ -1,0 +1,198 @@
+"""Piccolo Admin at /admin/: super-admins only, through our session, every write audited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from api.db import fetch
+from tests.support.auth import SignedIn, sign_in
+from tests.support.data import make_flag
+from tests.support.processes import AppProcess, start_app
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(name="server", scope="module")
+def fx_server(database: str) -> Iterator[AppProcess]:
+    app = start_app(database)
+    yield app
+    app.stop()
+
+
+def run(coroutine: object) -> object:
+    return asyncio.get_event_loop().run_until_complete(coroutine)  # type: ignore[arg-type]
+
+
+@contextmanager
+def admin_client(server: AppProcess, who: SignedIn | None) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        if who is not None:
+            client.cookies.set("me_session", who.token)
+            client.get("/admin/")  # the admin's CSRF cookie
+        yield client
+
+
+def csrf(client: httpx.Client) -> dict[str, str]:
+    return {
+        "X-CSRFToken": client.cookies.get("csrftoken", ""),
+        "Referer": f"{client.base_url}/admin/",
+    }
+
+
+async def test_anonymous_visitors_are_sent_through_login(server: AppProcess) -> None:
+    with admin_client(server, None) as client:
+        slash = client.get("/admin")
+        assert slash.status_code in (301, 302, 307, 308)
+        assert slash.headers["location"] == "/admin/"
+        page = client.get("/admin/")
+        assert page.status_code == 302
+        assert page.headers["location"] == "/api/v1/auth/login?next=/admin/"
+        assert client.get("/admin/api/tables/").status_code == 401
+
+
+async def test_signed_in_non_super_admins_get_a_403_page(server: AppProcess) -> None:
+    viewer = await sign_in()
+    with admin_client(server, viewer) as client:
+        page = client.get("/admin/")
+        assert page.status_code == 403
+        assert "super-admins only" in page.text
+
+
+async def test_super_admins_get_the_admin_and_its_tables(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    with admin_client(server, admin) as client:
+        page = client.get("/admin/")
+        assert page.status_code == 200
+        assert "<html" in page.text.lower()
+        tables = client.get("/admin/api/tables/").json()
+        assert set(tables) == {
+            "feature_flags", "feature_flag_overrides", "organization_hierarchy",
+            "user_hierarchy_assignments", "hierarchy_permission_overrides", "users", "audit_logs",
+        }  # fmt: skip
+
+
+async def test_the_password_login_never_yields_a_session(server: AppProcess) -> None:
+    with admin_client(server, None) as client:
+        for path in ("/admin/auth/login/", "/admin/public/login/", "/admin/api/auth/login/"):
+            response = client.post(path, json={"username": "admin", "password": "admin"})
+            assert response.status_code in (401, 403, 404, 405)
+            assert "id" not in response.cookies
+    rows = await fetch("SELECT count(*) AS n FROM admin_sessions")
+    assert rows[0]["n"] == 0
+
+
+async def test_admin_flag_edit_is_validated_stored_and_audited_with_the_actor(
+    server: AppProcess,
+) -> None:
+    admin = await sign_in(super_admin=True)
+    key = await make_flag(rollout="100")
+    flag = (await fetch("SELECT id, version FROM feature_flags WHERE key = $1", key))[0]
+    with admin_client(server, admin) as client:
+        bad = client.patch(
+            f"/admin/api/tables/feature_flags/{flag['id']}/",
+            json={"rollout_percentage": 150},
+            headers=csrf(client),
+        )
+        assert bad.status_code == 400, bad.text
+        put = client.put(
+            f"/admin/api/tables/feature_flags/{flag['id']}/",
+            json={"enabled": False},
+            headers=csrf(client),
+        )
+        assert put.status_code == 405
+        good = client.patch(
+            f"/admin/api/tables/feature_flags/{flag['id']}/",
+            json={"enabled": False},
+            headers=csrf(client),
+        )
+        assert good.status_code == 200, good.text
+    row = (await fetch("SELECT enabled, version FROM feature_flags WHERE id = $1", flag["id"]))[0]
+    assert row["enabled"] is False
+    assert row["version"] == flag["version"] + 1
+    audit = await fetch(
+        "SELECT actor_id, actor_email, action FROM audit_logs WHERE resource_type = 'feature_flag' AND resource_id = $1 AND action = 'feature_flag.update'",
+        str(flag["id"]),
+    )
+    assert [(a["actor_id"], a["action"]) for a in audit] == [(admin.user_id, "feature_flag.update")]
+
+
+async def test_the_audit_log_is_read_only_in_the_admin(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    entry = (
+        await fetch(
+            "INSERT INTO audit_logs (action, resource_type) VALUES ('probe', 'test') RETURNING id"
+        )
+    )[0]["id"]
+    with admin_client(server, admin) as client:
+        assert (
+            client.delete(
+                f"/admin/api/tables/audit_logs/{entry}/", headers=csrf(client)
+            ).status_code
+            == 405
+        )
+        assert (
+            client.patch(
+                f"/admin/api/tables/audit_logs/{entry}/", json={"action": "x"}, headers=csrf(client)
+            ).status_code
+            == 405
+        )
+
+
+async def test_demotion_and_logout_end_admin_access_at_once(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    with admin_client(server, admin) as client:
+        assert client.get("/admin/api/tables/").status_code == 200
+        await fetch("UPDATE users SET is_super_admin = false WHERE id = $1", admin.user_id)
+        assert client.get("/admin/api/tables/").status_code == 403
+    again = await sign_in(super_admin=True)
+    with admin_client(server, again) as client:
+        assert client.post("/admin/public/logout/", headers=csrf(client)).status_code == 200
+        assert client.get("/admin/api/tables/").status_code == 401
+
+
+async def test_what_a_user_sees_form(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    viewer = await sign_in()
+    key = await make_flag(rollout="100")
+    with admin_client(server, admin) as client:
+        forms = client.get("/admin/api/forms/").json()
+        slug = next(f["slug"] for f in forms if "user" in f["slug"])
+        answer = client.post(
+            f"/admin/api/forms/{slug}/", json={"email": viewer.email}, headers=csrf(client)
+        )
+        assert answer.status_code == 200, answer.text
+        assert f"{key}: ON (DEFAULT)" in answer.text
+
+
+async def test_hierarchy_invariants_hold_in_the_admin_with_a_clear_4xx(server: AppProcess) -> None:
+    from tests.support.data import make_tree
+
+    admin = await sign_in(super_admin=True)
+    tree = await make_tree()
+    with admin_client(server, admin) as client:
+        cycle = client.patch(
+            f"/admin/api/tables/organization_hierarchy/{tree.loc_a}/",
+            json={"parent": tree.dept_a1},
+            headers=csrf(client),
+        )
+        assert 400 <= cycle.status_code < 500, cycle.text
+        assert "hierarchy_no_cycles" in cycle.text or "descendant" in cycle.text
+        nesting = client.patch(
+            f"/admin/api/tables/organization_hierarchy/{tree.dept_a1}/",
+            json={"parent": tree.org},
+            headers=csrf(client),
+        )
+        assert 400 <= nesting.status_code < 500, nesting.text
+        moved = client.patch(
+            f"/admin/api/tables/organization_hierarchy/{tree.dept_a1}/",
+            json={"parent": tree.loc_b},
+            headers=csrf(client),
+        )
+        assert moved.status_code == 200, moved.text
+    rows = await fetch("SELECT path FROM organization_hierarchy WHERE id = $1", tree.dept_a1)
+    assert list(rows[0]["path"]) == [tree.org, tree.loc_b, tree.dept_a1]
