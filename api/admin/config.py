@@ -9,6 +9,7 @@ not shown. PUT is refused for every table because it would skip these hooks.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -32,23 +33,28 @@ from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHie
 from tables.users import User
 
 
-def _accept_field_names(create: Callable[..., Any]) -> Callable[..., Any]:
-    """piccolo_api builds its request models with each column's `db_column_name` as alias
-    (our foreign keys are `parent_id`, `user_id`, ...), but PATCH then looks the same keys up
-    as attributes, so a foreign key could only be sent as neither and became NULL. Accepting
-    field names as well as aliases makes `{"parent": 3}` mean what it says."""
+def _field_names_not_aliases(create: Callable[..., Any]) -> Callable[..., Any]:
+    """piccolo_api builds its models with each column's `db_column_name` as alias (our
+    foreign keys are `parent_id`, `user_id`, ...), while its rows, PATCH lookups and the admin
+    UI use the field names: a foreign key could not be edited and list views failed to
+    render. The admin's models here use field names only, as everything else does."""
 
-    def create_accepting_names(*args: Any, **kwargs: Any) -> Any:
-        kwargs["pydantic_config"] = {
-            "populate_by_name": True,
-            **(kwargs.get("pydantic_config") or {}),
-        }
-        return create(*args, **kwargs)
+    def create_by_field_name(*args: Any, **kwargs: Any) -> Any:
+        model = create(*args, **kwargs)
+        if not any(field.alias for field in model.model_fields.values()):
+            return model
+        fields: dict[str, Any] = {}
+        for name, field in model.model_fields.items():
+            plain = copy.copy(field)
+            plain.alias = plain.validation_alias = plain.serialization_alias = None
+            plain.alias_priority = None
+            fields[name] = (field.annotation, plain)
+        return pydantic.create_model(model.__name__, __config__=model.model_config, **fields)
 
-    return create_accepting_names
+    return create_by_field_name
 
 
-crud_endpoints.create_pydantic_model = _accept_field_names(  # type: ignore[attr-defined]
+crud_endpoints.create_pydantic_model = _field_names_not_aliases(  # type: ignore[attr-defined]
     crud_endpoints.create_pydantic_model  # type: ignore[attr-defined]
 )
 
@@ -74,19 +80,32 @@ def _as_http(error: AppError) -> HTTPException:
     )
 
 
+def _form_value(value: Any) -> Any:
+    """The admin's forms send booleans and numbers as text; read them as the API would."""
+    if value in ("true", "false"):
+        return value == "true"
+    return value
+
+
 async def validate_flag(piccolo_crud: PiccoloCRUD, request: Request) -> None:
-    body = await _body(request)
+    """The admin API's validation; a form saved over a newer version is refused (409)."""
+    body = {key: _form_value(value) for key, value in (await _body(request)).items()}
     editable = {"key", "name", "description", "enabled", "rollout_percentage", "archived"}
     try:
         validate_flag_changes({k: v for k, v in body.items() if k in editable})
     except AppError as error:
         raise _as_http(error) from None
-    if set(body) & {"version", "created_at", "created_by", "id"}:
-        raise HTTPException(status_code=400, detail="version, id and created fields are managed")
+    row_id = request.path_params.get("row_id")
+    if "version" in body and row_id is not None:
+        from api.db import fetch
+
+        rows = await fetch("SELECT version FROM feature_flags WHERE id = $1", int(row_id))
+        if rows and str(rows[0]["version"]) != str(body["version"]):
+            raise HTTPException(status_code=409, detail="The flag changed since you opened it")
 
 
 async def validate_flag_override(piccolo_crud: PiccoloCRUD, request: Request) -> None:
-    body = await _body(request)
+    body = {key: _form_value(value) for key, value in (await _body(request)).items()}
     expires = body.get("expires_at")
     try:
         parsed = datetime.fromisoformat(expires) if isinstance(expires, str) and expires else None
@@ -119,7 +138,6 @@ def build_admin() -> Any:
         TableConfig(
             FeatureFlag,
             visible_columns=[
-                FeatureFlag.id,
                 FeatureFlag.key,
                 FeatureFlag.name,
                 FeatureFlag.enabled,
@@ -167,7 +185,6 @@ def build_admin() -> Any:
         TableConfig(
             User,
             visible_columns=[
-                User.id,
                 User.email,
                 User.name,
                 User.given_name,
