@@ -155,6 +155,7 @@ def build_admin() -> Any:
             ),
             menu_group="Feature flags",
             link_column=FeatureFlag.key,
+            order_by=[OrderBy(FeatureFlag.updated_at, ascending=False)],
         ),
         TableConfig(
             FeatureFlagOverride,

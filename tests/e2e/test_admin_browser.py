@@ -112,7 +112,8 @@ def test_super_admin_edits_flags_in_the_browser_and_everything_is_audited(
             admin.screenshot(path=str(SCREENSHOTS / "admin-flag-list.png"))
 
             # Switch `team-sharing` off through the edit form.
-            admin.click("text=team-sharing")
+            flag_id = query("SELECT id FROM feature_flags WHERE key = 'team-sharing'")[0]["id"]
+            admin.goto(f"{app.base_url}/admin/#/feature_flags/{flag_id}")
             admin.wait_for_selector("select[name=enabled]")
             admin.select_option("select[name=enabled]", "false")
             admin.screenshot(path=str(SCREENSHOTS / "admin-flag-edit.png"))
