@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import quote, unquote
 
 from litestar import asgi
 from litestar.connection import ASGIConnection
@@ -20,12 +21,14 @@ from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send
 from api.admin.bridge import admin_user_id
 from api.admin.config import build_admin
 from api.auth.identity import identify, settings_of
-from api.auth.sessions import cookie_name, end_session
+from api.auth.routes import provider_logout_url
+from api.auth.sessions import cookie_name, end_session, session_id_token
 from api.client_ip import client_ip
 from api.db import engine, fetch
 from api.request_context import current_request_id
 
 _admin: Any = None
+LOGOUT_COOKIE = "me_admin_logout"
 FORBIDDEN_PAGE = (
     b"<!doctype html><html lang=en><head><meta charset=utf-8><title>Forbidden</title></head>"
     b"<body style='font:15px system-ui;margin:3rem'><h1>403 - super-admins only</h1>"
@@ -88,6 +91,23 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
     path = scope.get("path", "")
     if caller is None or caller.via != "session":
         if method == "GET" and path in ("", "/", "/admin", "/admin/"):
+            # Right after the admin's logout its page reloads: send it to the provider's logout.
+            after_logout = connection.cookies.get(LOGOUT_COOKIE)
+            clear = [
+                (b"set-cookie", f"{LOGOUT_COOKIE}=; Max-Age=0; Path=/admin; HttpOnly".encode())
+            ]
+            issuer = settings_of(connection).oidc_issuer
+            if after_logout and (
+                unquote(after_logout) == "/" or unquote(after_logout).startswith(issuer)
+            ):
+                await _respond(
+                    send,
+                    302,
+                    b"",
+                    b"text/plain",
+                    [(b"location", unquote(after_logout).encode()), *clear],
+                )
+                return
             await _redirect(send, "/api/v1/auth/login?next=/admin/")
         else:
             await _respond(send, 401, b'{"error":"not_authenticated"}', b"application/json")
@@ -97,8 +117,22 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
         return
     token = connection.cookies.get(cookie_name(settings_of(connection)), "")
     if path.rstrip("/").endswith("/public/logout"):
+        settings = settings_of(connection)
+        target = await provider_logout_url(settings, await session_id_token(token)) or "/"
         await end_session(token)
-        await _respond(send, 200, b'{"logged_out":true,"next":"/"}', b"application/json")
+        remember = (
+            f"{LOGOUT_COOKIE}={quote(target, safe='')}; Max-Age=60; Path=/admin; HttpOnly;"
+            " SameSite=Lax"
+        )
+        if settings.public_url_is_https:
+            remember += "; Secure"
+        await _respond(
+            send,
+            200,
+            b'{"logged_out":true}',
+            b"application/json",
+            [(b"set-cookie", remember.encode())],
+        )
         return
     if method == "PUT":
         await _respond(

@@ -181,13 +181,16 @@ async def logout(request: Request[Any, Any, Any]) -> Response[LogoutResult]:
     if token:
         await end_session(token)
     return Response(
-        LogoutResult(logged_out=True, end_session_url=await _end_session_url(settings, id_token)),
+        LogoutResult(
+            logged_out=True, end_session_url=await provider_logout_url(settings, id_token)
+        ),
         headers=NO_STORE,
         cookies=[expired_cookie(cookie_name(settings), settings, settings.session_cookie_samesite)],
     )
 
 
-async def _end_session_url(settings: Settings, id_token: str | None) -> str | None:
+async def provider_logout_url(settings: Settings, id_token: str | None) -> str | None:
+    """The provider's end-session URL for this login, or None if it offers none (or is down)."""
     try:
         metadata = await provider_for(settings).metadata()
     except ProviderUnavailable:

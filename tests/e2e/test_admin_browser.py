@@ -100,7 +100,7 @@ def test_super_admin_edits_flags_in_the_browser_and_everything_is_audited(
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    app, _ = site
+    app, issuer = site
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
         try:
@@ -159,6 +159,13 @@ def test_super_admin_edits_flags_in_the_browser_and_everything_is_audited(
             admin.wait_for_selector("text=feature_flag_override.insert")
             admin.screenshot(path=str(SCREENSHOTS / "admin-audit-log.png"))
             assert admin.locator("text=feature_flag.update").count() >= 1
+
+            # The admin's own logout ends the session and leads to the provider's logout.
+            admin.on("dialog", lambda dialog: dialog.accept())
+            admin.click("text=oidc-user")
+            admin.click("[data-uitest=logout_button]")
+            admin.wait_for_url(f"{issuer}/oauth2/end_session**")
+            assert admin.request.get(f"{app.base_url}/api/v1/auth/session/check").status == 401
 
             viewer = browser.new_context().new_page()
             log_in(viewer, app.base_url, "vic", "/api/v1/auth/login?next=/")
