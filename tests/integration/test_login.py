@@ -326,3 +326,53 @@ async def test_bearer_tokens_are_verified_locally(
     ):
         refused = await rp.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {bad}"})
         assert refused.status_code == 401
+
+
+async def test_ofrep_with_a_service_token_must_name_whom_to_evaluate(
+    rp: httpx.AsyncClient, provider: BadProvider
+) -> None:
+    from tests.support.auth import make_user
+    from tests.support.data import make_flag
+
+    key = await make_flag(rollout="100")
+    subject = await make_user()
+    now = int(time.time())
+    service = provider.sign(
+        {
+            "iss": provider.issuer,
+            "sub": "reporting-service@clients",
+            "aud": "api",
+            "exp": now + 60,
+            "gty": "client-credentials",
+            "azp": "reporting-service",
+        }
+    )
+    headers = {"Authorization": f"Bearer {service}"}
+    missing = await rp.post(
+        f"/ofrep/v1/evaluate/flags/{key}", json={"context": {}}, headers=headers
+    )
+    assert missing.status_code == 400
+    assert missing.json()["errorCode"] == "TARGETING_KEY_MISSING"
+    named = await rp.post(
+        f"/ofrep/v1/evaluate/flags/{key}",
+        json={"context": {"targetingKey": str(subject)}},
+        headers=headers,
+    )
+    assert named.status_code == 200, named.text
+    assert named.json()["value"] is True
+    forged = provider.sign(
+        {
+            "iss": provider.issuer,
+            "sub": "x@clients",
+            "aud": "api",
+            "exp": now + 60,
+            "gty": "client-credentials",
+        },
+        how="none",
+    )
+    refused = await rp.post(
+        f"/ofrep/v1/evaluate/flags/{key}",
+        json={"context": {}},
+        headers={"Authorization": f"Bearer {forged}"},
+    )
+    assert refused.status_code == 401
