@@ -6,16 +6,30 @@ and its audit record commit or fail together.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from piccolo.engine import engine_finder
 from piccolo.engine.postgres import PostgresEngine
 
 
+@cache
 def engine() -> PostgresEngine:
+    """piccolo_conf's engine, looked up once (every query of the hot path asks for it)."""
     found = engine_finder()
     assert isinstance(found, PostgresEngine)
     return found
+
+
+def set_clause(changes: dict[str, Any], *, first: int, casts: dict[str, str] | None = None) -> str:
+    """`a = $first, b = $first+1, ...` for an UPDATE whose values follow in `changes` order.
+
+    Column names come from the caller's validated field lists, never from a request.
+    """
+    casts = casts or {}
+    return ", ".join(
+        f"{field} = ${first + i}{casts.get(field, '')}" for i, field in enumerate(changes)
+    )
 
 
 async def fetch(sql: str, *args: Any) -> list[Any]:

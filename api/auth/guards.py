@@ -40,18 +40,14 @@ async def authenticated(connection: ASGIConnection[Any, Any, Any, Any]) -> Calle
 async def require_user(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
 ) -> None:
-    caller = await identify(connection)
-    if caller is None:
-        raise NotAuthenticated("Sign in first")
-    check_csrf(connection, caller)
+    await authenticated(connection)
 
 
 async def require_super_admin(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler | None = None
 ) -> None:
-    await require_user(connection, handler)
-    caller = await identify(connection)
-    if caller is None or not caller.is_super_admin:
+    caller = await authenticated(connection)
+    if not caller.is_super_admin:
         raise Forbidden("Super-admins only")
 
 

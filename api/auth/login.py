@@ -7,7 +7,6 @@ keeps only hashes of both, and the callback consumes the row with one DELETE, so
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 
 from api.auth.oidc import OidcProvider, ProviderUnavailable, TokenRejected
 from api.auth.provisioning import provision_user
-from api.auth.sessions import StartedSession, start_session
+from api.auth.sessions import StartedSession, hash_token, start_session
 from api.db import engine, fetch
 from api.errors import AppError, BadRequest, Forbidden, UpstreamUnavailable
 from api.settings import Settings
@@ -31,10 +30,6 @@ class LoginFailed(AppError):
 
 def prelogin_cookie_name(settings: Settings) -> str:
     return "__Host-me_login" if settings.public_url_is_https else "me_login"
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def safe_next(value: str | None, settings: Settings) -> str:
@@ -81,8 +76,8 @@ async def begin_login(provider: OidcProvider, next_url: str) -> LoginStart:
     await fetch(
         "INSERT INTO oidc_login_states (state_hash, browser_binding_hash, nonce, code_verifier,"
         " next_url, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        _hash(state),
-        _hash(binding),
+        hash_token(state),
+        hash_token(binding),
         nonce,
         code_verifier,
         next_url,
@@ -124,8 +119,8 @@ async def complete_login(
     rows = await fetch(
         "DELETE FROM oidc_login_states WHERE state_hash = $1 AND browser_binding_hash = $2"
         " RETURNING nonce, code_verifier, next_url, expires_at",
-        _hash(state),
-        _hash(browser_binding),
+        hash_token(state),
+        hash_token(browser_binding),
     )
     if not rows or rows[0]["expires_at"] < datetime.now(UTC):
         raise _fail("state_invalid", "The login state is unknown, expired or already used")

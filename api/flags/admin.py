@@ -11,13 +11,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Router, delete, get, patch, post
 
 from api.audit import record_audit
 from api.auth.guards import provide_caller, require_super_admin
 from api.auth.identity import Caller
-from api.db import engine, fetch
+from api.db import engine, fetch, set_clause
 from api.errors import Conflict, NotFound
 from api.flags.store import flag_cache
 from api.flags.validation import validate_flag_changes, validate_override
@@ -108,19 +109,22 @@ async def list_flags(include_archived: bool = False) -> list[Flag]:
 async def create_flag(request: Request[Any, Any, Any], caller: Caller, data: FlagCreate) -> Flag:
     fields = validate_flag_changes(msgspec.to_builtins(data))
     async with engine().transaction():
-        if await fetch("SELECT 1 FROM feature_flags WHERE key = $1", fields["key"]):
-            raise Conflict(f"A flag named {fields['key']!r} exists", extra={"field": "key"})
-        rows = await fetch(
-            "INSERT INTO feature_flags (key, name, description, enabled, rollout_percentage,"
-            " created_by_id, updated_by_id) VALUES ($1, $2, $3, $4, $5, $6, $6)"
-            f" RETURNING {FLAG_COLUMNS}",
-            fields["key"],
-            fields["name"],
-            fields["description"],
-            fields["enabled"],
-            fields["rollout_percentage"],
-            caller.user_id,
-        )
+        try:
+            rows = await fetch(
+                "INSERT INTO feature_flags (key, name, description, enabled, rollout_percentage,"
+                " created_by_id, updated_by_id) VALUES ($1, $2, $3, $4, $5, $6, $6)"
+                f" RETURNING {FLAG_COLUMNS}",
+                fields["key"],
+                fields["name"],
+                fields["description"],
+                fields["enabled"],
+                fields["rollout_percentage"],
+                caller.user_id,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(
+                f"A flag named {fields['key']!r} exists", extra={"field": "key"}
+            ) from None
         flag = _flag(rows[0])
         await record_audit(
             action="feature_flag.created",
@@ -149,8 +153,7 @@ async def _apply(
                 "The flag changed since you read it; reload and retry",
                 extra={"reason": "stale_version", "current_version": before.version},
             )
-        assignments = ", ".join(f"{field} = ${i + 3}" for i, field in enumerate(changes))
-        prefix = f"{assignments}, " if assignments else ""
+        prefix = f"{set_clause(changes, first=3)}, " if changes else ""
         rows = await fetch(
             f"UPDATE feature_flags SET {prefix}version = version + 1, updated_by_id = $2,"
             f" updated_at = now() WHERE key = $1 RETURNING {FLAG_COLUMNS}",
@@ -229,29 +232,23 @@ async def create_override(
         if not await fetch(f"SELECT 1 FROM {table} WHERE id = $1", target):
             field = "user_id" if data.user_id else "node_id"
             raise NotFound(f"No such {field.removesuffix('_id')}", extra={"field": field})
-        existing = await fetch(
-            "SELECT 1 FROM feature_flag_overrides WHERE flag_id = $1"
-            " AND (user_id = $2 OR node_id = $3)",
-            flag.id,
-            data.user_id,
-            data.node_id,
-        )
-        if existing:
+        try:
+            rows = await fetch(
+                "INSERT INTO feature_flag_overrides (flag_id, user_id, node_id, enabled, reason,"
+                " expires_at, created_by_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                f" RETURNING {OVERRIDE_COLUMNS}",
+                flag.id,
+                data.user_id,
+                data.node_id,
+                data.enabled,
+                data.reason,
+                data.expires_at,
+                caller.user_id,
+            )
+        except asyncpg.UniqueViolationError:
             raise Conflict(
                 "This target already has an override for the flag", extra={"field": "target"}
-            )
-        rows = await fetch(
-            "INSERT INTO feature_flag_overrides (flag_id, user_id, node_id, enabled, reason,"
-            " expires_at, created_by_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            f" RETURNING {OVERRIDE_COLUMNS}",
-            flag.id,
-            data.user_id,
-            data.node_id,
-            data.enabled,
-            data.reason,
-            data.expires_at,
-            caller.user_id,
-        )
+            ) from None
         override = Override(**dict(rows[0]))
         await record_audit(
             action="feature_flag_override.created",

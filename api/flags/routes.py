@@ -10,7 +10,7 @@ from litestar import Request, Response, get
 from api.auth.guards import authenticated, provide_caller, require_user
 from api.auth.identity import Caller
 from api.errors import NotFound
-from api.flags.store import evaluate_all, evaluate_one, flag_cache
+from api.flags.store import evaluate_one, user_flags
 from api.hierarchy.access import can_read_node
 
 
@@ -39,8 +39,7 @@ async def list_features(
     """Every non-archived flag evaluated for the caller (at their primary node or `node`)."""
     caller = await authenticated(request)
     node_id = await target_node(caller, node)
-    evaluations = await evaluate_all(caller.user_id, node_id)
-    body = flag_cache.encoded(caller.user_id, node_id, evaluations)
+    body = (await user_flags(caller.user_id, node_id)).json()
     return Response(body, media_type="application/json")  # type: ignore[arg-type]
 
 

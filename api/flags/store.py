@@ -29,50 +29,50 @@ RESULT_LIMIT = 50_000
 logger = logging.getLogger("api.flags.store")
 
 
+@dataclass(slots=True)
+class UserFlags:
+    """One user's evaluated flags, valid until `until`; the JSON body is encoded once."""
+
+    results: list[Evaluation]
+    until: float
+    body: bytes | None = None
+
+    def json(self) -> bytes:
+        if self.body is None:
+            items = [
+                {"key": e.key, "value": e.value, "reason": e.reason.value} for e in self.results
+            ]
+            self.body = msgspec.json.encode({"flags": items})
+        return self.body
+
+
 class FlagCache:
     def __init__(self) -> None:
         self._flags: dict[str, FlagDefinition] = {}
         self._loaded_at = -1e9
         self._stale = True
         self._lock = asyncio.Lock()
-        self._results: dict[tuple[int, int | None], tuple[list[Evaluation], float]] = {}
-        self._encoded: dict[tuple[int, int | None], bytes] = {}
+        self._results: dict[tuple[int, int | None], UserFlags] = {}
 
     def invalidate(self) -> None:
         self._stale = True
         self._results = {}
-        self._encoded = {}
 
-    def encoded(self, user_id: int, node_id: int | None, results: list[Evaluation]) -> bytes:
-        """The JSON body for `results`, encoded once per cached result."""
-        key = (user_id, node_id)
-        entry = self._results.get(key)
-        if entry is not None and entry[0] is results and key in self._encoded:
-            return self._encoded[key]
-        body = msgspec.json.encode(
-            {"flags": [{"key": e.key, "value": e.value, "reason": e.reason.value} for e in results]}
-        )
-        if entry is not None and entry[0] is results:
-            self._encoded[key] = body
-        return body
-
-    def cached_results(self, user_id: int, node_id: int | None) -> list[Evaluation] | None:
+    def cached_results(self, user_id: int, node_id: int | None) -> UserFlags | None:
         """A user's evaluated flags, trusted only while change notices are arriving."""
         if not listener.connected or self._stale:
             return None
         entry = self._results.get((user_id, node_id))
-        if entry is None or time.monotonic() > entry[1]:
+        if entry is None or time.monotonic() > entry.until:
             return None
-        return entry[0]
+        return entry
 
-    def keep_results(
-        self, user_id: int, node_id: int | None, results: list[Evaluation], until: float
-    ) -> None:
+    def keep_results(self, user_id: int, node_id: int | None, flags: UserFlags) -> None:
         if not listener.connected:
             return
         if len(self._results) >= RESULT_LIMIT:
             self._results = {}
-        self._results[(user_id, node_id)] = (results, until)
+        self._results[(user_id, node_id)] = flags
 
     def _fresh(self) -> bool:
         ttl = SYNCED_TTL if listener.connected else UNSYNCED_TTL
@@ -132,6 +132,11 @@ async def load_targeting(user_id: int, node_id: int | None = None) -> Targeting:
 
 
 async def evaluate_all(user_id: int, node_id: int | None = None) -> list[Evaluation]:
+    """Every non-archived flag for the user."""
+    return (await user_flags(user_id, node_id)).results
+
+
+async def user_flags(user_id: int, node_id: int | None = None) -> UserFlags:
     """Every non-archived flag for the user: the cache plus one small query.
 
     Results are kept per (user, node) until a change notice, the next expiry of an override
@@ -152,8 +157,9 @@ async def evaluate_all(user_id: int, node_id: int | None = None) -> list[Evaluat
     for override in targeting.overrides:
         if override.expires_at is not None:
             until = min(until, time.monotonic() + (override.expires_at - now).total_seconds())
-    flag_cache.keep_results(user_id, node_id, results, until)
-    return results
+    evaluated = UserFlags(results, until)
+    flag_cache.keep_results(user_id, node_id, evaluated)
+    return evaluated
 
 
 async def evaluate_one(key: str, user_id: int, node_id: int | None = None) -> Evaluation:

@@ -20,7 +20,7 @@ from litestar.connection import ASGIConnection
 from api.audit import record_audit
 from api.auth.identity import Caller
 from api.auth.sessions import end_user_sessions
-from api.db import engine, fetch
+from api.db import engine, fetch, set_clause
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound
 from api.hierarchy.access import decisions_at, require_permission
 from api.hierarchy.permissions import ROLE_PERMISSIONS
@@ -190,9 +190,7 @@ async def update_node(
         if not changes:
             return before
         casts = {"settings": "::jsonb", "email_domains": "::varchar[]"}
-        assignments = ", ".join(
-            f"{field} = ${i + 2}{casts.get(field, '')}" for i, field in enumerate(changes)
-        )
+        assignments = set_clause(changes, first=2, casts=casts)
         try:
             rows = await fetch(
                 f"UPDATE organization_hierarchy SET {assignments}, updated_at = now() WHERE id ="
@@ -376,7 +374,7 @@ async def update_assignment(
                 before["user_id"],
                 assignment_id,
             )
-        assignments = ", ".join(f"{field} = ${i + 2}" for i, field in enumerate(changes))
+        assignments = set_clause(changes, first=2)
         rows = await fetch(
             f"UPDATE user_hierarchy_assignments SET {assignments}, updated_at = now() WHERE id ="
             f" $1 RETURNING {ASSIGNMENT_COLUMNS}",
@@ -506,7 +504,7 @@ async def update_user_flags(
     """Deactivate/reactivate a user or grant/revoke super-admin: super-admins only."""
     if not caller.is_super_admin:
         raise Forbidden("Only super-admins change these")
-    changes = {}
+    changes: dict[str, Any] = {}
     for field in ("is_active", "is_super_admin"):
         if field in data:
             if not isinstance(data[field], bool):
@@ -521,7 +519,7 @@ async def update_user_flags(
             raise NotFound("No such user", extra={"user_id": user_id})
         before = dict(rows[0])
         if changes:
-            assignments = ", ".join(f"{field} = ${i + 2}" for i, field in enumerate(changes))
+            assignments = set_clause(changes, first=2)
             rows = await fetch(
                 f"UPDATE users SET {assignments}, updated_at = now() WHERE id = $1 RETURNING id,"
                 " email, is_active, is_super_admin",
