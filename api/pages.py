@@ -12,7 +12,8 @@ from typing import Any
 from litestar import Request, Response, get
 
 from api.auth.identity import Caller, identify
-from api.db import fetch
+from api.flags.store import evaluate_all
+from api.hierarchy.me import describe_me
 
 STYLE = """
 body{font:15px/1.5 system-ui,sans-serif;max-width:860px;margin:2rem auto;
@@ -59,31 +60,37 @@ def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]], empty: str) ->
 
 
 async def signed_in_sections(caller: Caller) -> str:
-    """Organizations and assignments; the flag and permission sections join them."""
-    from api.page_sections import extra_sections
-
-    rows = await fetch(
-        "SELECT n.name, n.level, a.role, a.is_primary, root.name AS organization"
-        " FROM user_hierarchy_assignments a JOIN organization_hierarchy n ON n.id = a.node_id"
-        " JOIN organization_hierarchy root ON root.id = n.path[1]"
-        " WHERE a.user_id = $1 AND a.is_active ORDER BY root.name, n.path",
-        caller.user_id,
-    )
+    """Organizations with assignments and effective permissions (from /me), then flags."""
+    me = await describe_me(caller)
+    organization = {org.id: org.name for org in me.organizations}
     assignments = _table(
-        ("organization", "node", "level", "role", "primary"),
+        ("organization", "node", "level", "role", "primary", "effective permissions"),
         [
             (
-                escape(r["organization"]),
-                escape(r["name"]),
-                escape(r["level"]),
-                f"<code>{escape(r['role'])}</code>",
-                "yes" if r["is_primary"] else "",
+                escape(organization[a.organization_id]),
+                escape(a.node_name),
+                escape(a.level),
+                f"<code>{escape(a.role)}</code>",
+                "yes" if a.is_primary else "",
+                escape(", ".join(a.effective_permissions)),
             )
-            for r in rows
+            for a in me.assignments
         ],
         "No organization yet: an administrator has to assign you.",
     )
-    return f"<h2>Your organizations</h2>{assignments}" + await extra_sections(caller)
+    flags = _table(
+        ("flag", "value", "reason"),
+        [
+            (
+                f"<code>{escape(e.key)}</code>",
+                f"<span class={'on' if e.value else 'off'}>{'on' if e.value else 'off'}</span>",
+                escape(e.reason.value),
+            )
+            for e in await evaluate_all(caller.user_id)
+        ],
+        "No feature flags yet.",
+    )
+    return f"<h2>Your organizations</h2>{assignments}<h2>Your features</h2>{flags}"
 
 
 @get("/", include_in_schema=False, media_type="text/html")
