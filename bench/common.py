@@ -141,3 +141,26 @@ def drive(
     output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return result
+
+
+def versus_bare(name: str, url: str, path: str, token: str, quick: bool) -> list[Row]:
+    """Drive `path` with a session and the bare endpoint in the same server, one after the
+    other at 64 connections; the target for every endpoint is >= 0.5 x bare, p99 <= 25 ms."""
+    seconds = 4.0 if quick else 10.0
+    server = Server(url)
+    try:
+        bare = drive(f"{server.base_url}/bare", seconds=seconds)
+        measured = drive(
+            f"{server.base_url}{path}", seconds=seconds, headers={"Cookie": f"me_session={token}"}
+        )
+    finally:
+        server.stop()
+    return [
+        Row(name, "bare endpoint", bare["rps"], "req/s"),
+        Row(name, f"GET {path}", measured["rps"], "req/s"),
+        Row(name, "ratio to bare", measured["rps"] / bare["rps"], "x", ">= 0.5"),
+        Row(name, f"{path} p50", measured["p50_ms"], "ms"),
+        Row(name, f"{path} p99", measured["p99_ms"], "ms", "<= 25"),
+        Row(name, "bare p50 / p99", bare["p50_ms"], f"/ {bare['p99_ms']:.2f} ms"),
+        Row(name, "errors", measured["errors"] + bare["errors"], "", "0"),
+    ]

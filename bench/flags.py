@@ -11,7 +11,7 @@ import sys
 
 import asyncpg
 
-from bench.common import Row, Server, bench_database, drive, print_table
+from bench.common import Row, bench_database, print_table, versus_bare
 
 
 async def load(url: str) -> str:
@@ -78,29 +78,9 @@ async def load(url: str) -> str:
 
 
 def run(quick: bool = False) -> list[Row]:
-    seconds = 4.0 if quick else 10.0
     url = bench_database("marketedge_bench_flags")
     token = asyncio.run(load(url))
-    server = Server(url)
-    try:
-        bare = drive(f"{server.base_url}/bare", seconds=seconds)
-        features = drive(
-            f"{server.base_url}/api/v1/features",
-            seconds=seconds,
-            headers={"Cookie": f"me_session={token}"},
-        )
-    finally:
-        server.stop()
-    name = "features (200 flags)"
-    return [
-        Row(name, "bare endpoint", bare["rps"], "req/s"),
-        Row(name, "GET /api/v1/features", features["rps"], "req/s"),
-        Row(name, "ratio features/bare", features["rps"] / bare["rps"], "x", ">= 0.5"),
-        Row(name, "features p50", features["p50_ms"], "ms"),
-        Row(name, "features p99", features["p99_ms"], "ms", "<= 25"),
-        Row(name, "bare p50 / p99", bare["p50_ms"], f"/ {bare['p99_ms']:.2f} ms"),
-        Row(name, "errors", features["errors"] + bare["errors"], "", "0"),
-    ]
+    return versus_bare("features (200 flags)", url, "/api/v1/features", token, quick)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 
 import asyncpg
 
-from bench.common import Row, Server, bench_database, drive, print_table
+from bench.common import Row, bench_database, print_table, versus_bare
 
 
 async def make_session(url: str) -> str:
@@ -37,29 +37,9 @@ async def make_session(url: str) -> str:
 
 
 def run(quick: bool = False) -> list[Row]:
-    seconds = 4.0 if quick else 10.0
     url = bench_database("marketedge_bench_session")
     token = asyncio.run(make_session(url))
-    server = Server(url)
-    try:
-        bare = drive(f"{server.base_url}/bare", seconds=seconds)
-        check = drive(
-            f"{server.base_url}/api/v1/auth/session/check",
-            seconds=seconds,
-            headers={"Cookie": f"me_session={token}"},
-        )
-    finally:
-        server.stop()
-    name = "session check"
-    return [
-        Row(name, "bare endpoint", bare["rps"], "req/s"),
-        Row(name, "session check", check["rps"], "req/s"),
-        Row(name, "ratio session/bare", check["rps"] / bare["rps"], "x", "≥ 0.5"),
-        Row(name, "session check p50", check["p50_ms"], "ms"),
-        Row(name, "session check p99", check["p99_ms"], "ms", "≤ 25"),
-        Row(name, "bare p99", bare["p99_ms"], "ms"),
-        Row(name, "errors", check["errors"] + bare["errors"], "", "0"),
-    ]
+    return versus_bare("session check", url, "/api/v1/auth/session/check", token, quick)
 
 
 if __name__ == "__main__":
