@@ -19,7 +19,10 @@ release: ## run the release step (migrate forwards under an advisory lock)
 migrations: ## generate a migration from changed table classes
 	@./scripts/bootstrap.sh && .venv/bin/piccolo migrations new marketedge --auto
 
+screenshots: ## refresh the admin's pictures in docs/ (not part of the test suite)
+	@./scripts/bootstrap.sh --browser && $(PY) -m tests.support.screenshots
+
 bench: ## every benchmark, one table
 	@./scripts/bootstrap.sh && $(PY) -m bench
 
-.PHONY: help run test lint release migrations bench
+.PHONY: help run test lint release migrations screenshots bench

@@ -14,6 +14,7 @@ from piccolo.columns import (
     Varchar,
 )
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.columns.readable import Readable
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
@@ -32,12 +33,8 @@ class FeatureFlag(Table, tablename="feature_flags"):
     rollout_percentage = Numeric(digits=(5, 2), null=False, default=Decimal("0"))
     archived = Boolean(default=False, null=False)
     version = Integer(default=1, null=False)
-    created_by = ForeignKey(
-        User, null=True, default=None, on_delete=OnDelete.set_null, db_column_name="created_by_id"
-    )
-    updated_by = ForeignKey(
-        User, null=True, default=None, on_delete=OnDelete.set_null, db_column_name="updated_by_id"
-    )
+    created_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
+    updated_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
 
@@ -45,37 +42,38 @@ class FeatureFlag(Table, tablename="feature_flags"):
     feature_flags_rollout_range = Check("rollout_percentage >= 0 AND rollout_percentage <= 100")
     feature_flags_version_positive = Check("version >= 1")
 
+    @classmethod
+    def get_readable(cls) -> Readable:
+        """Pickers find a flag by typing part of its key."""
+        return Readable(template="%s", columns=[cls.key])
+
 
 class FeatureFlagOverride(Table, tablename="feature_flag_overrides"):
     id = Serial(primary_key=True)
-    flag = ForeignKey(
-        FeatureFlag, null=False, on_delete=OnDelete.restrict, index=True, db_column_name="flag_id"
-    )
-    user = ForeignKey(
-        User,
-        null=True,
-        default=None,
-        on_delete=OnDelete.cascade,
-        index=True,
-        db_column_name="user_id",
-    )
-    node = ForeignKey(
+    flag_id = ForeignKey(FeatureFlag, null=False, on_delete=OnDelete.restrict, index=True)
+    user_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.cascade, index=True)
+    node_id = ForeignKey(
         HierarchyNode,
         null=True,
         default=None,
         on_delete=OnDelete.restrict,
         index=True,
-        db_column_name="node_id",
     )
     enabled = Boolean(null=False)
     reason = Text(null=False, default="")
     expires_at = Timestamptz(null=True, default=None)
-    created_by = ForeignKey(
-        User, null=True, default=None, on_delete=OnDelete.set_null, db_column_name="created_by_id"
-    )
+    created_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
 
     flag_overrides_one_target = Check("(user_id IS NULL) <> (node_id IS NULL)")
     # NULLs are distinct, so each constraint only bites on rows of its own target kind.
-    flag_overrides_user_unique = Unique([flag, user])
-    flag_overrides_node_unique = Unique([flag, node])
+    flag_overrides_user_unique = Unique([flag_id, user_id])
+    flag_overrides_node_unique = Unique([flag_id, node_id])
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        """Exactly one of user and node is set; the other formats as an empty string."""
+        return Readable(
+            template="%s for %s%s",
+            columns=[cls.flag_id.key, cls.user_id.email, cls.node_id.full_name],
+        )

@@ -20,6 +20,7 @@ from piccolo.columns import (
 )
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
+from piccolo.columns.readable import Readable
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
@@ -29,16 +30,22 @@ from tables.users import User
 
 class HierarchyNode(Table, tablename="organization_hierarchy"):
     id = Serial(primary_key=True)
-    parent: ForeignKey["HierarchyNode"] = ForeignKey(
+    parent_id: ForeignKey["HierarchyNode"] = ForeignKey(
         "self",
         null=True,
         default=None,
         on_delete=OnDelete.restrict,
         index=True,
-        db_column_name="parent_id",
     )
     level = Varchar(length=20, choices=NodeLevel, null=False)
     name = Varchar(length=200, null=False)
+    # Kept by the path trigger, like `path`: what people read wherever a node is named.
+    full_name = Varchar(
+        length=700,
+        null=False,
+        default="",
+        help_text="Set from the names of the node and its ancestors, e.g. Acme / Paris.",
+    )
     slug = Varchar(length=100, null=False)
     path = Array(Integer(), null=False, default=list, index=True, index_method=IndexMethod.gin)
     is_active = Boolean(default=True, null=False)
@@ -49,7 +56,7 @@ class HierarchyNode(Table, tablename="organization_hierarchy"):
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
 
-    hierarchy_slug_unique_among_siblings = Unique([parent, slug], nulls_distinct=False)
+    hierarchy_slug_unique_among_siblings = Unique([parent_id, slug], nulls_distinct=False)
     hierarchy_level_valid = Check(sql_in("level", NodeLevel))
     hierarchy_level_depth = Check(
         "(level = 'organization' AND parent_id IS NULL AND cardinality(path) = 1)"
@@ -61,41 +68,51 @@ class HierarchyNode(Table, tablename="organization_hierarchy"):
         "level = 'organization' OR cardinality(email_domains) = 0"
     )
 
+    @classmethod
+    def get_readable(cls) -> Readable:
+        """The node with its ancestors, e.g. "Acme Retail / Paris / Analytics"."""
+        return Readable(template="%s", columns=[cls.full_name])
+
 
 class UserHierarchyAssignment(Table, tablename="user_hierarchy_assignments"):
     id = Serial(primary_key=True)
-    user = ForeignKey(User, null=False, on_delete=OnDelete.cascade, db_column_name="user_id")
-    node = ForeignKey(
-        HierarchyNode, null=False, on_delete=OnDelete.restrict, index=True, db_column_name="node_id"
-    )
+    user_id = ForeignKey(User, null=False, on_delete=OnDelete.cascade)
+    node_id = ForeignKey(HierarchyNode, null=False, on_delete=OnDelete.restrict, index=True)
     role = Varchar(length=30, choices=Role, null=False)
     is_primary = Boolean(default=False, null=False)
     is_active = Boolean(default=True, null=False)
-    granted_by = ForeignKey(
-        User, null=True, default=None, on_delete=OnDelete.set_null, db_column_name="granted_by_id"
-    )
+    granted_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
 
-    assignments_user_node_unique = Unique([user, node])
+    assignments_user_node_unique = Unique([user_id, node_id])
     assignments_role_valid = Check(sql_in("role", Role))
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(
+            template="%s: %s at %s", columns=[cls.user_id.email, cls.role, cls.node_id.full_name]
+        )
 
 
 class HierarchyPermissionOverride(Table, tablename="hierarchy_permission_overrides"):
     id = Serial(primary_key=True)
-    user = ForeignKey(User, null=False, on_delete=OnDelete.cascade, db_column_name="user_id")
-    node = ForeignKey(
-        HierarchyNode, null=False, on_delete=OnDelete.restrict, index=True, db_column_name="node_id"
-    )
+    user_id = ForeignKey(User, null=False, on_delete=OnDelete.cascade)
+    node_id = ForeignKey(HierarchyNode, null=False, on_delete=OnDelete.restrict, index=True)
     permission = Varchar(length=30, choices=Permission, null=False)
     granted = Boolean(null=False)
     reason = Text(null=False, default="")
-    granted_by = ForeignKey(
-        User, null=True, default=None, on_delete=OnDelete.set_null, db_column_name="granted_by_id"
-    )
+    granted_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     expires_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
 
-    permission_overrides_unique = Unique([user, node, permission])
+    permission_overrides_unique = Unique([user_id, node_id, permission])
     permission_overrides_permission_valid = Check(sql_in("permission", Permission))
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(
+            template="%s: %s at %s",
+            columns=[cls.user_id.email, cls.permission, cls.node_id.full_name],
+        )

@@ -5,6 +5,7 @@ Only SHA-256 hashes of the cookie tokens are stored, so a database leak yields n
 
 from piccolo.columns import JSONB, ForeignKey, OnDelete, Serial, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.columns.readable import Readable
 from piccolo.table import Table
 
 from tables.users import User
@@ -13,9 +14,7 @@ from tables.users import User
 class UserSession(Table, tablename="user_sessions"):
     id = Serial(primary_key=True)
     token_hash = Varchar(length=64, null=False, unique=True)
-    user = ForeignKey(
-        User, null=False, on_delete=OnDelete.cascade, index=True, db_column_name="user_id"
-    )
+    user_id = ForeignKey(User, null=False, on_delete=OnDelete.cascade, index=True)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     last_seen_at = Timestamptz(default=TimestamptzNow(), null=False)
     expires_at = Timestamptz(null=False)
@@ -23,6 +22,10 @@ class UserSession(Table, tablename="user_sessions"):
     user_agent = Varchar(length=500, null=True, default=None)
     id_token = Text(null=True, default=None)
     claims = JSONB(null=True, default=None)
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="session of %s", columns=[cls.user_id.email])
 
 
 class OidcLoginState(Table, tablename="oidc_login_states"):
@@ -36,3 +39,7 @@ class OidcLoginState(Table, tablename="oidc_login_states"):
     next_url = Varchar(length=2000, null=False, default="/")
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     expires_at = Timestamptz(null=False, index=True)
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="login started %s", columns=[cls.created_at])

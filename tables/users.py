@@ -2,6 +2,7 @@
 
 from piccolo.columns import Boolean, Serial, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.columns.readable import Readable
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
@@ -23,6 +24,11 @@ class User(Table, tablename="users"):
     users_identity_unique = Unique([oidc_issuer, oidc_subject])
     users_email_lower = Check("email = lower(email)")
 
+    @classmethod
+    def get_readable(cls) -> Readable:
+        """How the admin names a person in lists and pickers, searchable by e-mail or name."""
+        return Readable(template="%s (%s)", columns=[cls.email, cls.name])
+
 
 class SuperAdminGrant(Table, tablename="super_admin_grants"):
     """A super-admin grant made by e-mail before that person's first login (PRODUCT §5).
@@ -36,3 +42,7 @@ class SuperAdminGrant(Table, tablename="super_admin_grants"):
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
 
     super_admin_grants_email_lower = Check("email = lower(email)")
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s", columns=[cls.email])

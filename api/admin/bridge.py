@@ -12,21 +12,32 @@ _admin_ids: dict[int, int] = {}
 
 
 async def admin_user_id(user_id: int, email: str | None) -> int:
-    """The AdminUser row mirroring super-admin `user_id`, created on first use."""
+    """The AdminUser row mirroring super-admin `user_id`, created on first use.
+
+    Its username is what the admin's menu shows, so it is the person's e-mail; rows made
+    before that was so (`oidc-user-<id>`) are renamed on first use."""
     if user_id in _admin_ids:
         return _admin_ids[user_id]
     from tables.admin import AdminUser
 
-    username = f"oidc-user-{user_id}"
-    rows = await fetch("SELECT id FROM admin_users WHERE username = $1", username)
+    legacy = f"oidc-user-{user_id}"
+    username = (email or legacy)[:100]
+    rows = await fetch(
+        "SELECT id, username FROM admin_users WHERE username = ANY($1::text[])"
+        " ORDER BY username = $2 DESC",
+        [username, legacy],
+        username,
+    )
     if rows:
         admin_id = int(rows[0]["id"])
+        if rows[0]["username"] != username:
+            await AdminUser.update({AdminUser.username: username}).where(AdminUser.id == admin_id)
     else:
         # A real hash of a secret nobody knows; login() is disabled anyway.
         user = await AdminUser.create_user(
             username=username,
             password=secrets.token_urlsafe(48),
-            email=email or f"{username}@invalid",
+            email=email or f"{legacy}@invalid",
             active=True,
             admin=True,
             superuser=True,

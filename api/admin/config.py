@@ -1,30 +1,35 @@
 """Which tables the admin shows and how: on purpose, with the API's own validation.
 
-Flags and flag overrides are validated by `api.flags.validation` (the admin API's one
-implementation); the hierarchy's nesting and no-cycle rules hold in the database triggers
-for every writer; users show a safe subset and cannot be created, deleted or promoted here
+Every table the admin writes has `WriteRules` (api/admin/rules.py): the fields a form may
+change, the API's validation of them, and the actor columns set from the signed-in
+super-admin. The hierarchy's nesting and no-cycle rules hold in database triggers for every
+writer; users show a safe subset and cannot be created, deleted or promoted here
 (super-admin comes from the audited command); the audit log is read-only; session tables are
-not shown. PUT is refused for every table because it would skip these hooks.
+not shown. PUT is refused for every table because it would skip the hooks.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Callable
-from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pydantic
+from piccolo.table import Table
 from piccolo_admin.endpoints import FormConfig, TableConfig, create_admin
-from piccolo_api.crud import endpoints as crud_endpoints
 from piccolo_api.crud.endpoints import OrderBy, PiccoloCRUD
 from piccolo_api.crud.validators import Validators
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.staticfiles import StaticFiles
 
-from api.errors import AppError
-from api.flags.validation import validate_flag_changes, validate_override
+from api.admin.rules import (
+    WriteRules,
+    check_expiry,
+    check_flag,
+    check_flag_override,
+    check_names,
+    check_node,
+)
 from api.settings import get_settings
 from tables.admin import AdminSession, AdminUser
 from tables.audit import AuditLog
@@ -32,111 +37,96 @@ from tables.flags import FeatureFlag, FeatureFlagOverride
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
 from tables.users import User
 
-
-def _field_names_not_aliases(create: Callable[..., Any]) -> Callable[..., Any]:
-    """piccolo_api builds its models with each column's `db_column_name` as alias (our
-    foreign keys are `parent_id`, `user_id`, ...), while its rows, PATCH lookups and the admin
-    UI use the field names: a foreign key could not be edited and list views failed to
-    render. The admin's models here use field names only, as everything else does."""
-
-    def create_by_field_name(*args: Any, **kwargs: Any) -> Any:
-        model = create(*args, **kwargs)
-        if not any(field.alias for field in model.model_fields.values()):
-            return model
-        fields: dict[str, Any] = {}
-        for name, field in model.model_fields.items():
-            plain = copy.copy(field)
-            plain.alias = plain.validation_alias = plain.serialization_alias = None
-            plain.alias_priority = None
-            fields[name] = (field.annotation, plain)
-        return pydantic.create_model(model.__name__, __config__=model.model_config, **fields)
-
-    return create_by_field_name
-
-
-crud_endpoints.create_pydantic_model = _field_names_not_aliases(  # type: ignore[attr-defined]
-    crud_endpoints.create_pydantic_model  # type: ignore[attr-defined]
-)
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 def refuse(piccolo_crud: PiccoloCRUD, request: Request) -> None:
     raise HTTPException(status_code=405, detail="Not allowed in the admin")
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise HTTPException(status_code=400, detail="The body is not JSON") from None
-    if not isinstance(body, dict):
-        raise HTTPException(status_code=400, detail="The body must be an object")
-    return body
+def known_order(piccolo_crud: PiccoloCRUD, request: Request) -> None:
+    """`__order` may name the table's columns only (piccolo_api answers 500 otherwise)."""
+    names = {column._meta.name for column in piccolo_crud.table._meta.columns}
+    for part in request.query_params.get("__order", "").split(","):
+        name = part.strip().lstrip("+-")
+        if name and name not in names:
+            raise HTTPException(status_code=400, detail=f"Cannot order by {name!r}")
 
 
-def _as_http(error: AppError) -> HTTPException:
-    field = (error.extra or {}).get("field")
-    return HTTPException(
-        status_code=400, detail=f"{field}: {error.detail}" if field else error.detail
+def _validators(rules: WriteRules | None, *, delete: bool = True) -> Validators:
+    writes = [] if rules is not None else [refuse]
+    return Validators(
+        get_all=[known_order],
+        post_single=list(writes),
+        patch_single=list(writes),
+        delete_single=[] if delete and rules is not None else [refuse],
+        delete_all=[refuse],
+        put_single=[refuse],
     )
 
 
-def _form_value(value: Any) -> Any:
-    """The admin's forms send booleans and numbers as text; read them as the API would."""
-    if value in ("true", "false"):
-        return value == "true"
-    return value
+def _table(
+    table: type[Table],
+    rules: WriteRules | None,
+    *,
+    delete: bool = True,
+    **options: Any,
+) -> TableConfig:
+    return TableConfig(
+        table,
+        validators=_validators(rules, delete=delete),
+        hooks=rules.hooks() if rules is not None else None,
+        **options,
+    )
 
 
-async def validate_flag(piccolo_crud: PiccoloCRUD, request: Request) -> None:
-    """The admin API's validation; a form saved over a newer version is refused (409)."""
-    body = {key: _form_value(value) for key, value in (await _body(request)).items()}
-    editable = {"key", "name", "description", "enabled", "rollout_percentage", "archived"}
-    try:
-        validate_flag_changes({k: v for k, v in body.items() if k in editable})
-    except AppError as error:
-        raise _as_http(error) from None
-    row_id = request.path_params.get("row_id")
-    if "version" in body and row_id is not None:
-        from api.db import fetch
-
-        rows = await fetch("SELECT version FROM feature_flags WHERE id = $1", int(row_id))
-        if rows and str(rows[0]["version"]) != str(body["version"]):
-            raise HTTPException(status_code=409, detail="The flag changed since you opened it")
-
-
-async def validate_flag_override(piccolo_crud: PiccoloCRUD, request: Request) -> None:
-    body = {key: _form_value(value) for key, value in (await _body(request)).items()}
-    expires = body.get("expires_at")
-    try:
-        parsed = datetime.fromisoformat(expires) if isinstance(expires, str) and expires else None
-        validate_override(
-            user_id=body.get("user"),
-            node_id=body.get("node"),
-            enabled=body.get("enabled", False),
-            reason=body.get("reason", ""),
-            expires_at=parsed,
-        )
-    except AppError as error:
-        raise _as_http(error) from None
-    except ValueError:
-        raise HTTPException(status_code=400, detail="expires_at: not a date-time") from None
-
-
-async def validate_user_patch(piccolo_crud: PiccoloCRUD, request: Request) -> None:
-    body = await _body(request)
-    allowed = {"name", "given_name", "family_name", "is_active"}
-    if set(body) - allowed:
-        raise HTTPException(
-            status_code=400, detail=f"only {', '.join(sorted(allowed))} can change here"
-        )
+FLAG_RULES = WriteRules(
+    FeatureFlag,
+    editable=frozenset({"key", "name", "description", "enabled", "rollout_percentage", "archived"}),
+    check=check_flag,
+    actor_on_insert=("created_by_id", "updated_by_id"),
+    actor_on_update=("updated_by_id",),
+    optimistic_version=True,
+)
+FLAG_OVERRIDE_RULES = WriteRules(
+    FeatureFlagOverride,
+    editable=frozenset({"flag_id", "user_id", "node_id", "enabled", "reason", "expires_at"}),
+    check=check_flag_override,
+    actor_on_insert=("created_by_id",),
+)
+NODE_RULES = WriteRules(
+    HierarchyNode,
+    editable=frozenset(
+        {"parent_id", "level", "name", "slug", "is_active", "settings", "email_domains"}
+    ),
+    check=check_node,
+)
+ASSIGNMENT_RULES = WriteRules(
+    UserHierarchyAssignment,
+    editable=frozenset({"user_id", "node_id", "role", "is_primary", "is_active"}),
+    actor_on_insert=("granted_by_id",),
+    actor_on_update=("granted_by_id",),
+)
+PERMISSION_OVERRIDE_RULES = WriteRules(
+    HierarchyPermissionOverride,
+    editable=frozenset({"user_id", "node_id", "permission", "granted", "reason", "expires_at"}),
+    check=check_expiry,
+    actor_on_insert=("granted_by_id",),
+    actor_on_update=("granted_by_id",),
+)
+USER_RULES = WriteRules(
+    User,
+    editable=frozenset({"name", "given_name", "family_name", "is_active"}),
+    check=check_names,
+)
 
 
-def build_admin() -> Any:
-    settings = get_settings()
-    host = settings.public_url.split("://", 1)[1].split("/", 1)[0]
-    tables = [
-        TableConfig(
+def table_configs() -> list[TableConfig]:
+    return [
+        _table(
             FeatureFlag,
+            FLAG_RULES,
+            delete=False,
             visible_columns=[
                 FeatureFlag.key,
                 FeatureFlag.name,
@@ -144,47 +134,93 @@ def build_admin() -> Any:
                 FeatureFlag.rollout_percentage,
                 FeatureFlag.archived,
                 FeatureFlag.version,
+                FeatureFlag.updated_by_id,
                 FeatureFlag.updated_at,
             ],
             visible_filters=[FeatureFlag.key, FeatureFlag.enabled, FeatureFlag.archived],
-            validators=Validators(
-                post_single=[validate_flag],
-                patch_single=[validate_flag],
-                delete_single=[refuse],
-                put_single=[refuse],
-            ),
             menu_group="Feature flags",
             link_column=FeatureFlag.key,
             order_by=[OrderBy(FeatureFlag.updated_at, ascending=False)],
         ),
-        TableConfig(
+        _table(
             FeatureFlagOverride,
-            validators=Validators(
-                post_single=[validate_flag_override],
-                patch_single=[validate_flag_override],
-                put_single=[refuse],
-            ),
+            FLAG_OVERRIDE_RULES,
+            visible_columns=[
+                FeatureFlagOverride.id,
+                FeatureFlagOverride.flag_id,
+                FeatureFlagOverride.user_id,
+                FeatureFlagOverride.node_id,
+                FeatureFlagOverride.enabled,
+                FeatureFlagOverride.reason,
+                FeatureFlagOverride.expires_at,
+                FeatureFlagOverride.created_by_id,
+            ],
+            visible_filters=[
+                FeatureFlagOverride.flag_id,
+                FeatureFlagOverride.user_id,
+                FeatureFlagOverride.node_id,
+            ],
             menu_group="Feature flags",
         ),
-        TableConfig(
+        _table(
             HierarchyNode,
-            exclude_visible_columns=[HierarchyNode.settings],
-            validators=Validators(put_single=[refuse]),
+            NODE_RULES,
+            visible_columns=[
+                HierarchyNode.full_name,
+                HierarchyNode.level,
+                HierarchyNode.slug,
+                HierarchyNode.parent_id,
+                HierarchyNode.is_active,
+                HierarchyNode.email_domains,
+            ],
+            visible_filters=[HierarchyNode.name, HierarchyNode.level, HierarchyNode.parent_id],
             menu_group="Organisation",
-            link_column=HierarchyNode.name,
+            link_column=HierarchyNode.full_name,
+            order_by=[OrderBy(HierarchyNode.full_name)],
         ),
-        TableConfig(
+        _table(
             UserHierarchyAssignment,
-            validators=Validators(put_single=[refuse]),
+            ASSIGNMENT_RULES,
+            visible_columns=[
+                UserHierarchyAssignment.id,
+                UserHierarchyAssignment.user_id,
+                UserHierarchyAssignment.node_id,
+                UserHierarchyAssignment.role,
+                UserHierarchyAssignment.is_primary,
+                UserHierarchyAssignment.is_active,
+                UserHierarchyAssignment.granted_by_id,
+            ],
+            visible_filters=[
+                UserHierarchyAssignment.user_id,
+                UserHierarchyAssignment.node_id,
+                UserHierarchyAssignment.role,
+            ],
             menu_group="Organisation",
         ),
-        TableConfig(
+        _table(
             HierarchyPermissionOverride,
-            validators=Validators(put_single=[refuse]),
+            PERMISSION_OVERRIDE_RULES,
+            visible_columns=[
+                HierarchyPermissionOverride.id,
+                HierarchyPermissionOverride.user_id,
+                HierarchyPermissionOverride.node_id,
+                HierarchyPermissionOverride.permission,
+                HierarchyPermissionOverride.granted,
+                HierarchyPermissionOverride.reason,
+                HierarchyPermissionOverride.expires_at,
+                HierarchyPermissionOverride.granted_by_id,
+            ],
+            visible_filters=[
+                HierarchyPermissionOverride.user_id,
+                HierarchyPermissionOverride.node_id,
+                HierarchyPermissionOverride.permission,
+            ],
             menu_group="Organisation",
         ),
-        TableConfig(
+        _table(
             User,
+            USER_RULES,
+            delete=False,
             visible_columns=[
                 User.email,
                 User.name,
@@ -194,36 +230,38 @@ def build_admin() -> Any:
                 User.is_super_admin,
                 User.last_login_at,
             ],
-            validators=Validators(
-                post_single=[refuse],
-                delete_single=[refuse],
-                patch_single=[validate_user_patch],
-                put_single=[refuse],
-            ),
+            visible_filters=[User.email, User.name, User.is_active, User.is_super_admin],
             menu_group="People",
             link_column=User.email,
         ),
-        TableConfig(
+        _table(
             AuditLog,
+            None,
+            visible_columns=[
+                AuditLog.occurred_at,
+                AuditLog.actor_id,
+                AuditLog.action,
+                AuditLog.resource_id,
+                AuditLog.changes,
+            ],
+            link_column=AuditLog.action,
             order_by=[OrderBy(AuditLog.id, ascending=False)],
             visible_filters=[
                 AuditLog.action,
                 AuditLog.resource_type,
                 AuditLog.resource_id,
-                AuditLog.actor,
+                AuditLog.actor_id,
             ],
-            validators=Validators(
-                post_single=[refuse],
-                patch_single=[refuse],
-                delete_single=[refuse],
-                delete_all=[refuse],
-                put_single=[refuse],
-            ),
             menu_group="Audit",
         ),
     ]
-    return create_admin(
-        tables=tables,
+
+
+def build_admin() -> Any:
+    settings = get_settings()
+    host = settings.public_url.split("://", 1)[1].split("/", 1)[0]
+    admin = create_admin(
+        tables=table_configs(),
         forms=[WHAT_USER_SEES],
         auth_table=AdminUser,
         session_table=AdminSession,
@@ -233,23 +271,44 @@ def build_admin() -> Any:
         site_name="MarketEdge admin",
         read_only=False,
     )
+    # Our additions to the admin's page: the audit log's pages without write controls
+    # (Piccolo Admin has no per-table read-only switch) and readable form results.
+    admin.mount("/marketedge", StaticFiles(directory=STATIC))
+    admin.template = admin.template.replace(
+        "</head>",
+        '<link rel="stylesheet" href="./marketedge/admin.css">'
+        '<script defer src="./marketedge/admin.js"></script></head>',
+    )
+    return admin
 
 
 class WhatUserSees(pydantic.BaseModel):
-    email: str
+    email: str = pydantic.Field(
+        min_length=3, max_length=320, description="The person's e-mail address"
+    )
 
 
 async def what_user_sees(_: Request, data: WhatUserSees) -> str:
-    """Every flag's value and reason for one user, exactly as the API evaluates it."""
-    from api.db import fetch
+    """Every flag's value and reason for one user, exactly as the API evaluates it.
+
+    The admin shows a form's answer as text; admin.css keeps its columns aligned."""
     from api.flags.store import evaluate_all
 
-    rows = await fetch("SELECT id FROM users WHERE email = $1", data.email.strip().lower())
-    if not rows:
-        return f"No user with the e-mail {data.email!r}."
-    results = await evaluate_all(int(rows[0]["id"]))
-    lines = [f"{e.key}: {'ON' if e.value else 'off'} ({e.reason.value})" for e in results]
-    return f"{data.email} sees {len(lines)} flags — " + "; ".join(lines)
+    email = data.email.strip().lower()
+    user = await User.select(User.id).where(User.email == email).first()
+    if user is None:
+        raise ValueError(f"No user has the e-mail {email}.")
+    results = await evaluate_all(int(user["id"]))
+    if not results:
+        return f"{email} sees no feature flags."
+    width = max(len(result.key) for result in results)
+    lines = [f"{'flag'.ljust(width)}  value  reason", f"{'-' * width}  -----  ------"]
+    lines += [
+        f"{result.key.ljust(width)}  {('on' if result.value else 'off').ljust(5)}  "
+        f"{result.reason.value}"
+        for result in results
+    ]
+    return f"{email} sees {len(results)} flags:\n" + "\n".join(lines)
 
 
 WHAT_USER_SEES = FormConfig(
