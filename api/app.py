@@ -27,7 +27,7 @@ from api.hierarchy.routes import hierarchy_router, users_router
 from api.log import access_log_flusher, configure_logging
 from api.notifications import change_listener
 from api.openapi_errors import document_error_responses
-from api.pages import home
+from api.pages import home, template_config
 from api.request_context import RequestContextMiddleware
 from api.schema import require_schema
 from api.settings import Settings, get_settings
@@ -111,6 +111,7 @@ def create_app(
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
+        template_config=template_config,
         cors_config=cors_config(settings),
         debug=False,
         logging_config=None,
