@@ -11,7 +11,6 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, ControllerRouterHandler
 
 from api.admin.mount import admin_mount
@@ -27,7 +26,8 @@ from api.hierarchy.routes import hierarchy_router, users_router
 from api.log import access_log_flusher, configure_logging
 from api.notifications import change_listener
 from api.openapi_errors import document_error_responses
-from api.pages import home
+from api.openapi_ui import swagger_assets, swagger_ui_plugin
+from api.pages import home, template_config
 from api.request_context import RequestContextMiddleware
 from api.schema import require_schema
 from api.settings import Settings, get_settings
@@ -102,15 +102,16 @@ def create_app(
         ],
     )
     litestar_app = Litestar(
-        route_handlers=[liveness, readiness, auth_config, admin_mount, db_backed],
+        route_handlers=[liveness, readiness, auth_config, admin_mount, swagger_assets(), db_backed],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[access_log_flusher, database_pool, change_listener],
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[swagger_ui_plugin()],
         ),
+        template_config=template_config,
         cors_config=cors_config(settings),
         debug=False,
         logging_config=None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -52,6 +52,9 @@ class Evaluation:
     value: bool
     reason: Reason
     error_code: str | None = None
+    # Which node's override decided a TARGETING_MATCH (None: the user's own override).
+    # Explanatory only: left out of equality so results compare by value and reason.
+    override_node_id: int | None = field(default=None, compare=False)
 
     @property
     def variant(self) -> str:
@@ -98,7 +101,12 @@ def evaluate_flag(
     by_node = {o.node_id: o for o in live if o.node_id is not None}
     for node_id in reversed(node_path):
         if node_id in by_node:
-            return Evaluation(flag.key, by_node[node_id].enabled, Reason.TARGETING_MATCH)
+            return Evaluation(
+                flag.key,
+                by_node[node_id].enabled,
+                Reason.TARGETING_MATCH,
+                override_node_id=node_id,
+            )
     if flag.rollout_percentage <= 0:
         return Evaluation(flag.key, False, Reason.DEFAULT)
     if flag.rollout_percentage >= 100:

@@ -31,6 +31,7 @@ class Assignment(msgspec.Struct):
     node_name: str
     level: str
     path: list[int]
+    path_names: list[str]  # the names along `path`, root first: "Acme Retail", "Paris", …
     organization_id: int
     role: str
     is_primary: bool
@@ -59,6 +60,8 @@ async def describe_me(caller: Caller) -> Me:
         raise NotAuthenticated("Sign in first")
     rows = await fetch(
         "SELECT a.id, a.node_id, a.role, a.is_primary, n.name, n.level, n.path,"
+        " ARRAY(SELECT p.name FROM unnest(n.path) WITH ORDINALITY AS u(id, depth)"
+        " JOIN organization_hierarchy p ON p.id = u.id ORDER BY u.depth) AS path_names,"
         " root.id AS org_id, root.name AS org_name, root.slug AS org_slug"
         " FROM user_hierarchy_assignments a JOIN organization_hierarchy n ON n.id = a.node_id"
         " JOIN organization_hierarchy root ON root.id = n.path[1]"
@@ -91,6 +94,7 @@ async def describe_me(caller: Caller) -> Me:
                 node_name=row["name"],
                 level=row["level"],
                 path=list(row["path"]),
+                path_names=list(row["path_names"]),
                 organization_id=row["org_id"],
                 role=row["role"],
                 is_primary=row["is_primary"],

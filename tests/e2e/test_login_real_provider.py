@@ -101,6 +101,8 @@ def test_login_and_logout_in_a_real_browser(app_server: AppProcess, issuer: str)
             page.click("button[type=submit]:has-text('Authorize')")
             page.wait_for_url(f"{app_server.base_url}/")
             assert page.inner_text("#who") == "bob.browser@example.test"
+            assert page.get_by_text("No organization yet").is_visible()
+            assert page.locator("#super-admin").count() == 0
             check = page.request.get(f"{app_server.base_url}/api/v1/auth/session/check")
             assert check.status == 200
             page.click("#logout")

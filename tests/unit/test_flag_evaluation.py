@@ -173,3 +173,20 @@ def test_the_bucket_is_stable_across_processes() -> None:
     there = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "12345", "PATH": ""})  # fmt: skip
     assert there.stdout.strip() == str(here)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "deciding_node"),
+    [
+        ([user_override(True), node_override(10, False)], None),
+        ([node_override(1, False), node_override(10, True)], 10),
+        ([node_override(1, True)], 1),
+    ],
+    ids=["user_override_names_no_node", "nearest_node_is_named", "root_is_named"],
+)
+def test_a_targeting_match_tells_which_node_decided(
+    overrides: list[FlagOverride], deciding_node: int | None
+) -> None:
+    result = evaluate_flag(flag(), USER, PATH, overrides, NOW)
+    assert result.reason is Reason.TARGETING_MATCH
+    assert result.override_node_id == deciding_node
