@@ -17,7 +17,7 @@ from api.auth.identity import Caller
 from api.db import fetch
 from api.errors import InvalidInput, NotFound
 from api.hierarchy import service
-from api.hierarchy.access import decisions_at, require_permission
+from api.hierarchy.access import decisions_at, require_permission, require_user_within_reach
 from tables.enums import Permission
 
 JSON = dict[str, Any]
@@ -271,9 +271,11 @@ async def list_users(caller: Caller, limit: int = 50, offset: int = 0) -> list[J
 
 @get("/{user_id:int}/effective-permissions", operation_id="getEffectivePermissions")
 async def effective_permissions(caller: Caller, user_id: int, node_id: int) -> EffectivePermissions:
-    """A user's permissions at a node, each with its reason. Yourself, or `manage_users` there."""
+    """A user's permissions at a node, each with its reason. Yourself, or `manage_users` there
+    and the user within your reach (others answer 404 exactly like an unknown user id)."""
     if user_id != caller.user_id:
         await require_permission(caller, node_id, Permission.manage_users)
+        await require_user_within_reach(caller, user_id, node_id, extra={"user_id": user_id})
     rows = await fetch(
         "SELECT id, email, is_super_admin, is_active FROM users WHERE id = $1", user_id
     )

@@ -22,7 +22,13 @@ from api.auth.identity import Caller
 from api.auth.sessions import end_user_sessions
 from api.db import engine, fetch, set_clause
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from api.hierarchy.access import decisions_at, require_permission
+from api.hierarchy.access import (
+    decisions_at,
+    may_manage_users_at,
+    require_no_more_authority,
+    require_permission,
+    require_user_within_reach,
+)
 from api.hierarchy.permissions import ROLE_PERMISSIONS
 from tables.enums import NodeLevel, Permission, Role
 
@@ -282,12 +288,48 @@ def clean_role(role: Any) -> Role:
         raise _invalid("role", f"role must be one of {', '.join(r.value for r in Role)}") from None
 
 
-async def _user_exists(user_id: Any) -> int:
+async def _target_user(caller: Caller, user_id: Any, node_id: int) -> int:
+    """The person a write names: within the caller's reach (else 404 like an unknown id) and
+    with no more authority at the node than the caller (else 403)."""
     if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
         raise _invalid("user_id", "user_id must be a user id")
-    if not await fetch("SELECT 1 FROM users WHERE id = $1", user_id):
-        raise NotFound("No such user", extra={"field": "user_id"})
+    await require_user_within_reach(caller, user_id, node_id, extra={"field": "user_id"})
+    await require_no_more_authority(caller, user_id, node_id)
     return user_id
+
+
+async def _clear_other_primaries(
+    connection: Connection, caller: Caller, user_id: int, keep: int | None
+) -> None:
+    """Moving `is_primary` touches the user's other rows: only where the caller manages users,
+    each change audited. Call inside the write's transaction."""
+    others = await fetch(
+        f"SELECT {ASSIGNMENT_COLUMNS} FROM user_hierarchy_assignments WHERE user_id = $1"
+        " AND is_primary AND ($2::int IS NULL OR id <> $2) FOR UPDATE",
+        user_id,
+        keep,
+    )
+    for other in others:
+        if not await may_manage_users_at(caller, other["node_id"]):
+            raise Forbidden(
+                "This person's primary assignment is at a node you do not manage",
+                extra={"field": "is_primary"},
+            )
+    for other in others:
+        rows = await fetch(
+            "UPDATE user_hierarchy_assignments SET is_primary = false, updated_at = now()"
+            f" WHERE id = $1 RETURNING {ASSIGNMENT_COLUMNS}",
+            other["id"],
+        )
+        await record_audit(
+            action="assignment.updated",
+            resource_type="assignment",
+            resource_id=other["id"],
+            actor=caller,
+            before=dict(other),
+            after=dict(rows[0]),
+            connection=connection,
+        )
 
 
 ASSIGNMENT_COLUMNS = "id, user_id, node_id, role, is_primary, is_active, granted_by_id, created_at"
@@ -298,17 +340,13 @@ async def assign_role(
 ) -> dict[str, Any]:
     role = clean_role(data.get("role"))
     await _grantable(caller, node_id, ROLE_PERMISSIONS[role], f"the {role.value} role")
-    user_id = await _user_exists(data.get("user_id"))
+    user_id = await _target_user(caller, data.get("user_id"), node_id)
     primary = data.get("is_primary", False)
     if not isinstance(primary, bool):
         raise _invalid("is_primary", "is_primary must be true or false")
     async with engine().transaction():
         if primary:
-            await fetch(
-                "UPDATE user_hierarchy_assignments SET is_primary = false WHERE user_id = $1 AND"
-                " is_primary",
-                user_id,
-            )
+            await _clear_other_primaries(connection, caller, user_id, None)
         try:
             rows = await fetch(
                 "INSERT INTO user_hierarchy_assignments (user_id, node_id, role, is_primary,"
@@ -360,6 +398,7 @@ async def update_assignment(
     role = clean_role(data.get("role", before["role"]))
     needed = ROLE_PERMISSIONS[role] | ROLE_PERMISSIONS[Role(before["role"])]
     await _grantable(caller, before["node_id"], needed, f"the {role.value} role")
+    await require_no_more_authority(caller, before["user_id"], before["node_id"])
     changes: dict[str, Any] = {"role": role.value}
     for field in ("is_primary", "is_active"):
         if field in data:
@@ -368,12 +407,7 @@ async def update_assignment(
             changes[field] = data[field]
     async with engine().transaction():
         if changes.get("is_primary"):
-            await fetch(
-                "UPDATE user_hierarchy_assignments SET is_primary = false WHERE user_id = $1 AND"
-                " id <> $2 AND is_primary",
-                before["user_id"],
-                assignment_id,
-            )
+            await _clear_other_primaries(connection, caller, before["user_id"], assignment_id)
         assignments = set_clause(changes, first=2)
         rows = await fetch(
             f"UPDATE user_hierarchy_assignments SET {assignments}, updated_at = now() WHERE id ="
@@ -402,6 +436,7 @@ async def remove_assignment(connection: Connection, caller: Caller, assignment_i
         ROLE_PERMISSIONS[Role(before["role"])],
         f"the {before['role']} role",
     )
+    await require_no_more_authority(caller, before["user_id"], before["node_id"])
     async with engine().transaction():
         await fetch("DELETE FROM user_hierarchy_assignments WHERE id = $1", assignment_id)
         await record_audit(
@@ -429,7 +464,7 @@ async def set_override(
             "permission", f"permission must be one of {', '.join(p.value for p in Permission)}"
         ) from None
     await _grantable(caller, node_id, frozenset({permission}), f"`{permission.value}`")
-    user_id = await _user_exists(data.get("user_id"))
+    user_id = await _target_user(caller, data.get("user_id"), node_id)
     granted, reason = data.get("granted"), data.get("reason", "")
     if not isinstance(granted, bool):
         raise _invalid("granted", "granted must be true or false")
@@ -486,6 +521,7 @@ async def remove_override(connection: Connection, caller: Caller, override_id: i
         frozenset({Permission(before["permission"])}),
         f"`{before['permission']}`",
     )
+    await require_no_more_authority(caller, before["user_id"], before["node_id"])
     async with engine().transaction():
         await fetch("DELETE FROM hierarchy_permission_overrides WHERE id = $1", override_id)
         await record_audit(
