@@ -36,6 +36,8 @@ SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 CHILD_LEVEL = {NodeLevel.organization: NodeLevel.location, NodeLevel.location: NodeLevel.department}
 NODE_COLUMNS = "id, parent_id, level, name, slug, path, is_active, settings, email_domains"
+MAX_SETTINGS_BYTES = 16 * 1024
+MAX_SETTINGS_DEPTH = 20
 
 Connection = ASGIConnection[Any, Any, Any, Any]
 
@@ -54,6 +56,37 @@ def clean_slug(slug: Any) -> str:
     if not isinstance(slug, str) or len(slug) > 100 or not SLUG.match(slug):
         raise _invalid("slug", "slug must be lower-case letters, digits and single dashes")
     return slug
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of JSON containers, walked without recursion (any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_SETTINGS_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def clean_settings(settings: Any) -> str | None:
+    """Settings as the JSON text to store: an object of at most 16 KiB and 20 levels, since
+    every change is copied into the append-only audit log forever."""
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        raise _invalid("settings", "settings must be an object")
+    if _depth(settings) > MAX_SETTINGS_DEPTH:
+        raise _invalid("settings", f"settings may nest at most {MAX_SETTINGS_DEPTH} levels deep")
+    encoded = json.dumps(settings, ensure_ascii=False, separators=(",", ":"))
+    if len(encoded.encode()) > MAX_SETTINGS_BYTES:
+        raise _invalid("settings", f"settings may take at most {MAX_SETTINGS_BYTES} bytes as JSON")
+    if "\\u0000" in encoded:  # Postgres jsonb cannot hold it
+        raise _invalid("settings", "settings may not contain NUL characters")
+    return encoded
 
 
 def clean_domains(domains: Any) -> list[str]:
@@ -99,7 +132,12 @@ async def _domains_free(domains: list[str], except_org: int | None) -> None:
 
 
 async def _insert_node(
-    level: NodeLevel, name: str, slug: str, parent: int | None, domains: list[str], settings: Any
+    level: NodeLevel,
+    name: str,
+    slug: str,
+    parent: int | None,
+    domains: list[str],
+    settings: str | None,
 ) -> dict[str, Any]:
     try:
         rows = await fetch(
@@ -111,7 +149,7 @@ async def _insert_node(
             slug,
             parent,
             domains,
-            json.dumps(settings) if settings is not None else None,
+            settings,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict("A sibling already uses this slug", extra={"field": "slug"}) from None
@@ -125,12 +163,11 @@ async def create_organization(
         raise Forbidden("Only super-admins create organizations")
     name, slug = clean_name(data.get("name")), clean_slug(data.get("slug"))
     domains = clean_domains(data.get("email_domains", []))
+    settings = clean_settings(data.get("settings"))
     async with engine().transaction():
         await fetch("SELECT pg_advisory_xact_lock(hashtext('organization-domains'))")
         await _domains_free(domains, None)
-        node = await _insert_node(
-            NodeLevel.organization, name, slug, None, domains, data.get("settings")
-        )
+        node = await _insert_node(NodeLevel.organization, name, slug, None, domains, settings)
         await record_audit(
             action="node.created",
             resource_type="node",
@@ -153,8 +190,9 @@ async def create_child(
     if not parent["is_active"]:
         raise _invalid("parent_id", "the parent node is deactivated")
     name, slug = clean_name(data.get("name")), clean_slug(data.get("slug"))
+    settings = clean_settings(data.get("settings"))
     async with engine().transaction():
-        node = await _insert_node(level, name, slug, parent_id, [], data.get("settings"))
+        node = await _insert_node(level, name, slug, parent_id, [], settings)
         await record_audit(
             action="node.created",
             resource_type="node",
@@ -176,9 +214,7 @@ async def update_node(
     if "slug" in data:
         changes["slug"] = clean_slug(data["slug"])
     if "settings" in data:
-        if data["settings"] is not None and not isinstance(data["settings"], dict):
-            raise _invalid("settings", "settings must be an object")
-        changes["settings"] = json.dumps(data["settings"]) if data["settings"] is not None else None
+        changes["settings"] = clean_settings(data["settings"])
     if "is_active" in data:
         if not isinstance(data["is_active"], bool):
             raise _invalid("is_active", "is_active must be true or false")

@@ -263,3 +263,26 @@ async def test_a_subordinate_cannot_lift_a_superiors_override(client: httpx.Asyn
         headers=c.lena.headers(),
     )
     assert own.status_code == 403  # lena lacks `write` there now: she cannot hand it back
+
+
+# ---- item 10: members see only what they may read -------------------------------------------
+
+
+async def test_organization_settings_reach_only_those_who_may_read_the_org(
+    client: httpx.AsyncClient,
+) -> None:
+    c = await cast()
+    await fetch(
+        'UPDATE organization_hierarchy SET settings = \'{"secret": "s3"}\'::jsonb,'
+        " email_domains = ARRAY['acme-internal.test']::varchar[] WHERE id = $1",
+        c.acme.org,
+    )
+    assert (await client.get(f"{H}/nodes/{c.acme.org}", cookies=c.lena.cookies)).status_code == 404
+    listed = await client.get(f"{H}/organizations", cookies=c.lena.cookies)
+    assert listed.json() == [
+        {"id": c.acme.org, "name": listed.json()[0]["name"], "slug": listed.json()[0]["slug"]}
+    ]
+    assert "s3" not in listed.text
+    assert "acme-internal" not in listed.text
+    full = await client.get(f"{H}/organizations", cookies=c.alice.cookies)
+    assert full.json()[0]["settings"] == {"secret": "s3"}
