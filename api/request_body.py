@@ -25,10 +25,10 @@ def _field_of(error: msgspec.ValidationError) -> str | None:
 
 
 async def require_strict_body(request: Request[Any, Any, Any]) -> None:
-    """422 naming the field when the body does not match the handler's `data` type exactly.
+    """422 naming the field when a body value has the wrong JSON type.
 
-    Malformed JSON is left to Litestar's own 400; JSON nested too deeply to decode is a 422
-    here rather than a RecursionError later.
+    Malformed JSON, unknown and missing fields are left to Litestar's own 400; JSON nested
+    too deeply to decode is a 422 here rather than a RecursionError later.
     """
     parameter = request.route_handler.parsed_fn_signature.parameters.get("data")
     if parameter is None:
@@ -39,7 +39,8 @@ async def require_strict_body(request: Request[Any, Any, Any]) -> None:
     try:
         msgspec.json.decode(body, type=parameter.annotation, strict=True)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc), extra={"field": _field_of(exc)}) from None
+        if str(exc).startswith("Expected"):
+            raise InvalidInput(str(exc), extra={"field": _field_of(exc)}) from None
     except RecursionError:
         raise InvalidInput("The request body is nested too deeply", extra={"field": None}) from None
     except msgspec.DecodeError:
