@@ -1,8 +1,9 @@
 """The OpenID Connect relying party (PRODUCT §5), on authlib for the OAuth exchange and
 joserfc for the token checks.
 
-Discovery and keys are cached; a token naming an unknown `kid` triggers one rate-limited
-JWKS re-fetch (key rotation) before it is refused; keys that cannot be parsed are skipped.
+Discovery and keys are cached; a token naming an unknown `kid`, or whose signature fails
+(a provider that rotated its key and signs without `kid`), triggers one rate-limited JWKS
+re-fetch before it is refused; keys that cannot be parsed are skipped.
 Every check of PRODUCT §5 is made here and nowhere else.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
-from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
+from joserfc.errors import BadSignatureError, InvalidKeyIdError, InvalidKeyTypeError, JoseError
 from joserfc.jwk import KeySet, import_key
 
 from api.settings import Settings
@@ -67,6 +68,19 @@ def _unverified_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise TokenRejected("malformed_token", "The token header is not an object")
     return header
+
+
+def _decode(token: str, keys: KeySet, kid: object) -> dict[str, Any]:
+    """Verify with the key the token names; a token without `kid` may be signed by any
+    published key (joserfc alone would refuse a set of several), so each is tried."""
+    if kid is not None or len(keys.keys) <= 1:
+        return dict(jwt.decode(token, keys, algorithms=list(ALLOWED_ALGORITHMS)).claims)
+    for key in keys.keys:
+        try:
+            return dict(jwt.decode(token, key, algorithms=list(ALLOWED_ALGORITHMS)).claims)
+        except (BadSignatureError, InvalidKeyTypeError):
+            continue
+    raise BadSignatureError()
 
 
 class OidcProvider:
@@ -163,18 +177,17 @@ class OidcProvider:
         if algorithm not in ALLOWED_ALGORITHMS:
             raise TokenRejected("bad_algorithm", f"Algorithm {algorithm!r} is not accepted")
         for attempt in (False, True):
-            keys = await self.keys(refresh=attempt)
+            keys = await self.keys(refresh=attempt)  # the re-fetch is rate-limited
             try:
-                decoded = jwt.decode(token, keys, algorithms=list(ALLOWED_ALGORITHMS))
+                return _decode(token, keys, header.get("kid"))
             except InvalidKeyIdError:
                 if attempt:
                     raise TokenRejected("unknown_key", "The token's key id is unknown") from None
-                continue
             except BadSignatureError:
-                raise TokenRejected("bad_signature", "The token signature is invalid") from None
+                if attempt:
+                    raise TokenRejected("bad_signature", "The token signature is invalid") from None
             except (JoseError, ValueError) as exc:
                 raise TokenRejected("malformed_token", f"The token cannot be read: {exc}") from None
-            return dict(decoded.claims)
         raise TokenRejected("unknown_key", "The token's key id is unknown")  # pragma: no cover
 
     async def validate_id_token(self, token: str, *, nonce: str) -> dict[str, Any]:

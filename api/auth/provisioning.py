@@ -4,6 +4,11 @@ Users are keyed on (issuer, subject). A new user joins, as `viewer`, the organiz
 claims their verified e-mail domain, else the optional DEFAULT_ORGANIZATION, else nothing
 until someone assigns them. A super-admin grant made by e-mail before the first login is
 linked only when the provider says the e-mail is verified.
+
+`users.email` holds only an address the provider has verified (else NULL), so everything
+keyed on it — grants by e-mail, the unique column — trusts only verified owners: an
+unverified login can neither receive a grant meant for the address nor block its owner,
+and a verified login takes the address from any other row still holding it.
 """
 
 from __future__ import annotations
@@ -34,15 +39,37 @@ def _text(claims: dict[str, Any], name: str, limit: int) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
-def _email(claims: dict[str, Any]) -> tuple[str | None, bool]:
-    email = _text(claims, "email", 320).lower() or None
-    if email is not None and "@" not in email:
-        email = None
-    return email, claims.get("email_verified") is True
+def verified_email(claims: dict[str, Any]) -> str | None:
+    """The claims' e-mail, lower-cased, only when the provider says it is verified."""
+    email = _text(claims, "email", 320).lower()
+    if "@" not in email or claims.get("email_verified") is not True:
+        return None
+    return email
 
 
-async def _organization_for(email: str | None, verified: bool, settings: Settings) -> int | None:
-    if email and verified:
+async def _take_address(email: str, issuer: str, subject: str) -> None:
+    """A verified login owns its address: release it from any other row (audited)."""
+    released = await fetch(
+        "UPDATE users SET email = NULL, updated_at = now() WHERE email = $1"
+        " AND (oidc_issuer, oidc_subject) <> ($2, $3) RETURNING id",
+        email,
+        issuer,
+        subject,
+    )
+    for row in released:
+        await record_audit(
+            action="user.email_released",
+            resource_type="user",
+            resource_id=row["id"],
+            actor=None,
+            before={"email": email},
+            after={"email": None, "taken_by": {"issuer": issuer, "subject": subject}},
+        )
+
+
+async def _organization_for(email: str | None, settings: Settings) -> int | None:
+    """Only a verified address may place a user in the organization claiming its domain."""
+    if email:
         domain = email.rsplit("@", 1)[1]
         rows = await fetch(
             "SELECT id FROM organization_hierarchy WHERE level = 'organization' AND is_active"
@@ -64,7 +91,9 @@ async def _organization_for(email: str | None, verified: bool, settings: Setting
 
 async def provision_user(claims: dict[str, Any], settings: Settings) -> ProvisionedUser:
     """Create or refresh the user for verified claims. Call inside the login transaction."""
-    email, verified = _email(claims)
+    email = verified_email(claims)
+    if email is not None:
+        await _take_address(email, settings.oidc_issuer, claims["sub"])
     try:
         rows = await fetch(
             "INSERT INTO users (oidc_issuer, oidc_subject, email, name, given_name, family_name,"
@@ -102,7 +131,7 @@ async def provision_user(claims: dict[str, Any], settings: Settings) -> Provisio
             actor=actor,
             after={"email": email, "issuer": settings.oidc_issuer, "subject": claims["sub"]},
         )
-        organization = await _organization_for(email, verified, settings)
+        organization = await _organization_for(email, settings)
         if organization is not None:
             await fetch(
                 "INSERT INTO user_hierarchy_assignments (user_id, node_id, role, is_primary)"
@@ -117,7 +146,7 @@ async def provision_user(claims: dict[str, Any], settings: Settings) -> Provisio
                 actor=actor,
                 after={"node_id": organization, "role": "viewer", "source": "provisioning"},
             )
-    if email and verified and not user.is_super_admin:
+    if email and not user.is_super_admin:
         granted = await fetch("DELETE FROM super_admin_grants WHERE email = $1 RETURNING id", email)
         if granted:
             await fetch("UPDATE users SET is_super_admin = true WHERE id = $1", user.user_id)

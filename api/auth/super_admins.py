@@ -3,8 +3,10 @@
     python -m api.auth.super_admins grant alice@example.com
     python -m api.auth.super_admins revoke alice@example.com
 
-A grant for someone who has not logged in yet waits in `super_admin_grants` and is linked
-at a login whose e-mail the provider has verified. Revoking takes effect on the next
+A grant goes only to a verified address: `users.email` holds nothing else (see
+`api.auth.provisioning`), so an account whose e-mail is unverified is never matched. A grant
+for someone without such an account yet waits in `super_admin_grants` and is linked at a
+login whose e-mail the provider has verified. Revoking takes effect on the next
 request of every session (the session query reads the flag live).
 """
 

@@ -22,6 +22,7 @@ from api.db import engine, fetch, set_clause
 from api.errors import Conflict, NotFound
 from api.flags.store import flag_cache
 from api.flags.validation import validate_flag_changes, validate_override
+from api.request_body import require_strict_body
 
 FLAG_COLUMNS = (
     "id, key, name, description, enabled, rollout_percentage, archived, version,"
@@ -288,6 +289,7 @@ async def delete_override(
 
 
 flags_admin_router = Router(
+    before_request=require_strict_body,
     path="/api/v1/admin/feature-flags",
     guards=[require_super_admin],
     dependencies={"caller": provide_caller},

@@ -64,7 +64,7 @@ async def _subject(request: Request[Any, Any, Any]) -> int:
     raw = await request.body()
     try:
         body = json.loads(raw) if raw else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ContextProblem("PARSE_ERROR", "The request body is not JSON") from None
     context = body.get("context", {}) if isinstance(body, dict) else None
     if not isinstance(context, dict):

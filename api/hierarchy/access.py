@@ -1,7 +1,19 @@
-"""Loads what the permission rule needs in one indexed query, whatever the tree's size.
+"""Loads what the permission rule needs in one indexed query, whatever the tree's size, and
+holds the reach rules every guard, write and report shares.
 
 The node's `path` column holds its ancestors, so assignments and overrides on the path are
 two index lookups on (user_id, node_id) inside the same statement.
+
+Reach (issue 11): whoever is not a super-admin
+- sees a node only with `read` there (else 404, exactly like a node that does not exist);
+- names another person at node N only if that person is a member of N's organization
+  (an active assignment anywhere in that tenant, e.g. the `viewer` row provisioning gives
+  a claimed domain); anyone else answers 404 exactly like a user id that does not exist;
+- changes another person's access at N (assign, change or remove a role, grant or revoke
+  an override) only if that person holds no permission at N the caller lacks there, and
+  never a super-admin;
+- touches another row as a side effect (moving someone's `is_primary`) only where they
+  hold `manage_users`.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from api.hierarchy.permissions import (
     effective_permissions,
 )
 from tables.enums import Permission, Role
+from tables.users import User
 
 ACCESS_QUERY = """
 WITH node AS (SELECT path FROM organization_hierarchy WHERE id = $2)
@@ -95,3 +108,66 @@ async def can_read_node(caller: Caller, node_id: int) -> bool:
         caller.user_id, node_id, Permission.read, is_super_admin=caller.is_super_admin
     )
     return decision is not None and decision.granted
+
+
+MEMBER_QUERY = """
+SELECT 1 FROM user_hierarchy_assignments a
+  JOIN organization_hierarchy n ON n.id = a.node_id
+ WHERE a.user_id = $1 AND a.is_active
+   AND n.path[1] = (SELECT path[1] FROM organization_hierarchy WHERE id = $2)
+ LIMIT 1
+"""
+
+
+async def may_manage_users_at(caller: Caller, node_id: int) -> bool:
+    decision = await check_permission(
+        caller.user_id, node_id, Permission.manage_users, is_super_admin=caller.is_super_admin
+    )
+    return decision is not None and decision.granted
+
+
+async def _active_super_admin(user_id: int) -> bool | None:
+    """None when the user does not exist."""
+    row = await (
+        User.select(User.is_super_admin, User.is_active).where(User.id == user_id).first().run()
+    )
+    if row is None:
+        return None
+    return bool(row["is_super_admin"] and row["is_active"])
+
+
+async def user_within_reach(caller: Caller, user_id: int, node_id: int) -> bool:
+    """Whether the caller may name `user_id` at `node_id` (see the module's reach rules)."""
+    if caller.is_super_admin:
+        return await _active_super_admin(user_id) is not None
+    if user_id == caller.user_id:
+        return True
+    return bool(await fetch(MEMBER_QUERY, user_id, node_id))
+
+
+async def require_user_within_reach(
+    caller: Caller, user_id: int, node_id: int, *, extra: dict[str, object]
+) -> None:
+    """404 with the body of a user id that does not exist, for anyone out of reach."""
+    if not await user_within_reach(caller, user_id, node_id):
+        raise NotFound("No such user", extra=extra)
+
+
+async def require_no_more_authority(caller: Caller, user_id: int, node_id: int) -> None:
+    """A subordinate never changes a superior's access: the target's permissions at the node
+    must be a subset of the caller's, and super-admins are out of everyone else's hands."""
+    if caller.is_super_admin or user_id == caller.user_id:
+        return
+    target_is_super_admin = await _active_super_admin(user_id)
+    theirs = await decisions_at(
+        Caller(user_id, None, bool(target_is_super_admin), caller.via), node_id
+    )
+    mine = await decisions_at(caller, node_id)
+    if theirs is None or mine is None:
+        raise NotFound("No such node", extra={"node_id": node_id})
+    beyond = sorted(p.value for p, d in theirs.items() if d.granted and not mine[p].granted)
+    if target_is_super_admin or beyond:
+        raise Forbidden(
+            "This person has more authority here than you: you cannot change their access",
+            extra={"field": "user_id", "reason": "target_outranks_caller"},
+        )

@@ -17,7 +17,13 @@ from api.auth.identity import Caller
 from api.db import fetch
 from api.errors import InvalidInput, NotFound
 from api.hierarchy import service
-from api.hierarchy.access import decisions_at, require_permission
+from api.hierarchy.access import (
+    can_read_node,
+    decisions_at,
+    require_permission,
+    require_user_within_reach,
+)
+from api.request_body import require_strict_body
 from tables.enums import Permission
 
 JSON = dict[str, Any]
@@ -100,7 +106,8 @@ async def create_organization(
 
 @get("/organizations", operation_id="listOrganizations")
 async def list_organizations(caller: Caller) -> list[JSON]:
-    """Organizations the caller can reach (every one for super-admins)."""
+    """Organizations the caller belongs to (every one for super-admins): the whole row where
+    the caller may read the organization node, elsewhere only its id, name and slug."""
     rows = await fetch(
         f"SELECT {service.NODE_COLUMNS} FROM organization_hierarchy o WHERE o.parent_id IS NULL"
         " AND ($2 OR EXISTS (SELECT 1 FROM user_hierarchy_assignments a JOIN"
@@ -110,7 +117,12 @@ async def list_organizations(caller: Caller) -> list[JSON]:
         caller.user_id,
         caller.is_super_admin,
     )
-    return [service.node_json(row) for row in rows]
+    return [
+        service.node_json(row)
+        if await can_read_node(caller, row["id"])
+        else {key: row[key] for key in ("id", "name", "slug")}
+        for row in rows
+    ]
 
 
 @get("/nodes/{node_id:int}", operation_id="getNode")
@@ -223,6 +235,7 @@ async def delete_override(
 
 
 hierarchy_router = Router(
+    before_request=require_strict_body,
     path="/api/v1/hierarchy",
     guards=[require_user],
     dependencies={"caller": provide_caller},
@@ -271,9 +284,11 @@ async def list_users(caller: Caller, limit: int = 50, offset: int = 0) -> list[J
 
 @get("/{user_id:int}/effective-permissions", operation_id="getEffectivePermissions")
 async def effective_permissions(caller: Caller, user_id: int, node_id: int) -> EffectivePermissions:
-    """A user's permissions at a node, each with its reason. Yourself, or `manage_users` there."""
+    """A user's permissions at a node, each with its reason. Yourself, or `manage_users` there
+    and the user within your reach (others answer 404 exactly like an unknown user id)."""
     if user_id != caller.user_id:
         await require_permission(caller, node_id, Permission.manage_users)
+        await require_user_within_reach(caller, user_id, node_id, extra={"user_id": user_id})
     rows = await fetch(
         "SELECT id, email, is_super_admin, is_active FROM users WHERE id = $1", user_id
     )
@@ -306,6 +321,7 @@ async def update_user(
 
 
 users_router = Router(
+    before_request=require_strict_body,
     path="/api/v1/users",
     guards=[require_user],
     dependencies={"caller": provide_caller},

@@ -22,7 +22,13 @@ from api.auth.identity import Caller
 from api.auth.sessions import end_user_sessions
 from api.db import engine, fetch, set_clause
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound
-from api.hierarchy.access import decisions_at, require_permission
+from api.hierarchy.access import (
+    decisions_at,
+    may_manage_users_at,
+    require_no_more_authority,
+    require_permission,
+    require_user_within_reach,
+)
 from api.hierarchy.permissions import ROLE_PERMISSIONS
 from tables.enums import NodeLevel, Permission, Role
 
@@ -30,6 +36,8 @@ SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 CHILD_LEVEL = {NodeLevel.organization: NodeLevel.location, NodeLevel.location: NodeLevel.department}
 NODE_COLUMNS = "id, parent_id, level, name, slug, path, is_active, settings, email_domains"
+MAX_SETTINGS_BYTES = 16 * 1024
+MAX_SETTINGS_DEPTH = 20
 
 Connection = ASGIConnection[Any, Any, Any, Any]
 
@@ -48,6 +56,37 @@ def clean_slug(slug: Any) -> str:
     if not isinstance(slug, str) or len(slug) > 100 or not SLUG.match(slug):
         raise _invalid("slug", "slug must be lower-case letters, digits and single dashes")
     return slug
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of JSON containers, walked without recursion (any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_SETTINGS_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def clean_settings(settings: Any) -> str | None:
+    """Settings as the JSON text to store: an object of at most 16 KiB and 20 levels, since
+    every change is copied into the append-only audit log forever."""
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        raise _invalid("settings", "settings must be an object")
+    if _depth(settings) > MAX_SETTINGS_DEPTH:
+        raise _invalid("settings", f"settings may nest at most {MAX_SETTINGS_DEPTH} levels deep")
+    encoded = json.dumps(settings, ensure_ascii=False, separators=(",", ":"))
+    if len(encoded.encode()) > MAX_SETTINGS_BYTES:
+        raise _invalid("settings", f"settings may take at most {MAX_SETTINGS_BYTES} bytes as JSON")
+    if "\\u0000" in encoded:  # Postgres jsonb cannot hold it
+        raise _invalid("settings", "settings may not contain NUL characters")
+    return encoded
 
 
 def clean_domains(domains: Any) -> list[str]:
@@ -93,7 +132,12 @@ async def _domains_free(domains: list[str], except_org: int | None) -> None:
 
 
 async def _insert_node(
-    level: NodeLevel, name: str, slug: str, parent: int | None, domains: list[str], settings: Any
+    level: NodeLevel,
+    name: str,
+    slug: str,
+    parent: int | None,
+    domains: list[str],
+    settings: str | None,
 ) -> dict[str, Any]:
     try:
         rows = await fetch(
@@ -105,7 +149,7 @@ async def _insert_node(
             slug,
             parent,
             domains,
-            json.dumps(settings) if settings is not None else None,
+            settings,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict("A sibling already uses this slug", extra={"field": "slug"}) from None
@@ -119,12 +163,11 @@ async def create_organization(
         raise Forbidden("Only super-admins create organizations")
     name, slug = clean_name(data.get("name")), clean_slug(data.get("slug"))
     domains = clean_domains(data.get("email_domains", []))
+    settings = clean_settings(data.get("settings"))
     async with engine().transaction():
         await fetch("SELECT pg_advisory_xact_lock(hashtext('organization-domains'))")
         await _domains_free(domains, None)
-        node = await _insert_node(
-            NodeLevel.organization, name, slug, None, domains, data.get("settings")
-        )
+        node = await _insert_node(NodeLevel.organization, name, slug, None, domains, settings)
         await record_audit(
             action="node.created",
             resource_type="node",
@@ -147,8 +190,9 @@ async def create_child(
     if not parent["is_active"]:
         raise _invalid("parent_id", "the parent node is deactivated")
     name, slug = clean_name(data.get("name")), clean_slug(data.get("slug"))
+    settings = clean_settings(data.get("settings"))
     async with engine().transaction():
-        node = await _insert_node(level, name, slug, parent_id, [], data.get("settings"))
+        node = await _insert_node(level, name, slug, parent_id, [], settings)
         await record_audit(
             action="node.created",
             resource_type="node",
@@ -170,9 +214,7 @@ async def update_node(
     if "slug" in data:
         changes["slug"] = clean_slug(data["slug"])
     if "settings" in data:
-        if data["settings"] is not None and not isinstance(data["settings"], dict):
-            raise _invalid("settings", "settings must be an object")
-        changes["settings"] = json.dumps(data["settings"]) if data["settings"] is not None else None
+        changes["settings"] = clean_settings(data["settings"])
     if "is_active" in data:
         if not isinstance(data["is_active"], bool):
             raise _invalid("is_active", "is_active must be true or false")
@@ -282,12 +324,48 @@ def clean_role(role: Any) -> Role:
         raise _invalid("role", f"role must be one of {', '.join(r.value for r in Role)}") from None
 
 
-async def _user_exists(user_id: Any) -> int:
+async def _target_user(caller: Caller, user_id: Any, node_id: int) -> int:
+    """The person a write names: within the caller's reach (else 404 like an unknown id) and
+    with no more authority at the node than the caller (else 403)."""
     if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
         raise _invalid("user_id", "user_id must be a user id")
-    if not await fetch("SELECT 1 FROM users WHERE id = $1", user_id):
-        raise NotFound("No such user", extra={"field": "user_id"})
+    await require_user_within_reach(caller, user_id, node_id, extra={"field": "user_id"})
+    await require_no_more_authority(caller, user_id, node_id)
     return user_id
+
+
+async def _clear_other_primaries(
+    connection: Connection, caller: Caller, user_id: int, keep: int | None
+) -> None:
+    """Moving `is_primary` touches the user's other rows: only where the caller manages users,
+    each change audited. Call inside the write's transaction."""
+    others = await fetch(
+        f"SELECT {ASSIGNMENT_COLUMNS} FROM user_hierarchy_assignments WHERE user_id = $1"
+        " AND is_primary AND ($2::int IS NULL OR id <> $2) FOR UPDATE",
+        user_id,
+        keep,
+    )
+    for other in others:
+        if not await may_manage_users_at(caller, other["node_id"]):
+            raise Forbidden(
+                "This person's primary assignment is at a node you do not manage",
+                extra={"field": "is_primary"},
+            )
+    for other in others:
+        rows = await fetch(
+            "UPDATE user_hierarchy_assignments SET is_primary = false, updated_at = now()"
+            f" WHERE id = $1 RETURNING {ASSIGNMENT_COLUMNS}",
+            other["id"],
+        )
+        await record_audit(
+            action="assignment.updated",
+            resource_type="assignment",
+            resource_id=other["id"],
+            actor=caller,
+            before=dict(other),
+            after=dict(rows[0]),
+            connection=connection,
+        )
 
 
 ASSIGNMENT_COLUMNS = "id, user_id, node_id, role, is_primary, is_active, granted_by_id, created_at"
@@ -298,17 +376,13 @@ async def assign_role(
 ) -> dict[str, Any]:
     role = clean_role(data.get("role"))
     await _grantable(caller, node_id, ROLE_PERMISSIONS[role], f"the {role.value} role")
-    user_id = await _user_exists(data.get("user_id"))
+    user_id = await _target_user(caller, data.get("user_id"), node_id)
     primary = data.get("is_primary", False)
     if not isinstance(primary, bool):
         raise _invalid("is_primary", "is_primary must be true or false")
     async with engine().transaction():
         if primary:
-            await fetch(
-                "UPDATE user_hierarchy_assignments SET is_primary = false WHERE user_id = $1 AND"
-                " is_primary",
-                user_id,
-            )
+            await _clear_other_primaries(connection, caller, user_id, None)
         try:
             rows = await fetch(
                 "INSERT INTO user_hierarchy_assignments (user_id, node_id, role, is_primary,"
@@ -360,6 +434,7 @@ async def update_assignment(
     role = clean_role(data.get("role", before["role"]))
     needed = ROLE_PERMISSIONS[role] | ROLE_PERMISSIONS[Role(before["role"])]
     await _grantable(caller, before["node_id"], needed, f"the {role.value} role")
+    await require_no_more_authority(caller, before["user_id"], before["node_id"])
     changes: dict[str, Any] = {"role": role.value}
     for field in ("is_primary", "is_active"):
         if field in data:
@@ -368,12 +443,7 @@ async def update_assignment(
             changes[field] = data[field]
     async with engine().transaction():
         if changes.get("is_primary"):
-            await fetch(
-                "UPDATE user_hierarchy_assignments SET is_primary = false WHERE user_id = $1 AND"
-                " id <> $2 AND is_primary",
-                before["user_id"],
-                assignment_id,
-            )
+            await _clear_other_primaries(connection, caller, before["user_id"], assignment_id)
         assignments = set_clause(changes, first=2)
         rows = await fetch(
             f"UPDATE user_hierarchy_assignments SET {assignments}, updated_at = now() WHERE id ="
@@ -402,6 +472,7 @@ async def remove_assignment(connection: Connection, caller: Caller, assignment_i
         ROLE_PERMISSIONS[Role(before["role"])],
         f"the {before['role']} role",
     )
+    await require_no_more_authority(caller, before["user_id"], before["node_id"])
     async with engine().transaction():
         await fetch("DELETE FROM user_hierarchy_assignments WHERE id = $1", assignment_id)
         await record_audit(
@@ -429,7 +500,7 @@ async def set_override(
             "permission", f"permission must be one of {', '.join(p.value for p in Permission)}"
         ) from None
     await _grantable(caller, node_id, frozenset({permission}), f"`{permission.value}`")
-    user_id = await _user_exists(data.get("user_id"))
+    user_id = await _target_user(caller, data.get("user_id"), node_id)
     granted, reason = data.get("granted"), data.get("reason", "")
     if not isinstance(granted, bool):
         raise _invalid("granted", "granted must be true or false")
@@ -486,6 +557,7 @@ async def remove_override(connection: Connection, caller: Caller, override_id: i
         frozenset({Permission(before["permission"])}),
         f"`{before['permission']}`",
     )
+    await require_no_more_authority(caller, before["user_id"], before["node_id"])
     async with engine().transaction():
         await fetch("DELETE FROM hierarchy_permission_overrides WHERE id = $1", override_id)
         await record_audit(

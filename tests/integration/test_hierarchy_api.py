@@ -24,6 +24,13 @@ async def post(
     return await client.post(path, json=body, cookies=who.cookies, headers=who.headers())
 
 
+async def newcomer(org: int) -> int:
+    """A user provisioned into `org` (a viewer there), so its managers may reach them."""
+    user = await make_user()
+    await assign(user, org, "viewer")
+    return user
+
+
 async def member_at(node: int, role: str, *, primary: bool = True) -> SignedIn:
     who = await sign_in()
     await assign(who.user_id, node, role, primary=primary)
@@ -250,7 +257,7 @@ async def test_deactivate_and_rename_need_manage_settings(client: httpx.AsyncCli
 async def test_org_admin_cannot_grant_org_admin_above_their_node(client: httpx.AsyncClient) -> None:
     tree = await make_tree()
     location_admin = await member_at(tree.loc_a, "org_admin")
-    target = await make_user()
+    target = await newcomer(tree.org)
     above = await post(
         client,
         location_admin,
@@ -270,7 +277,7 @@ async def test_org_admin_cannot_grant_org_admin_above_their_node(client: httpx.A
 async def test_location_manager_cannot_grant_admin(client: httpx.AsyncClient) -> None:
     tree = await make_tree()
     manager = await member_at(tree.loc_a, "location_manager")
-    target = await make_user()
+    target = await newcomer(tree.org)
     override = await post(
         client, manager, f"{H}/nodes/{tree.dept_a1}/permission-overrides",
         {"user_id": target, "permission": "admin", "granted": True, "reason": "please"},
@@ -439,7 +446,7 @@ async def test_assignment_changes_are_audited_with_before_and_after(
 ) -> None:
     tree = await make_tree()
     org_admin = await member_at(tree.org, "org_admin")
-    target = await make_user()
+    target = await newcomer(tree.org)
     created = await post(
         client,
         org_admin,
@@ -475,7 +482,7 @@ async def test_assignment_changes_are_audited_with_before_and_after(
 async def test_primary_assignment_is_unique_per_user(client: httpx.AsyncClient) -> None:
     tree = await make_tree()
     org_admin = await member_at(tree.org, "org_admin")
-    target = await make_user()
+    target = await newcomer(tree.org)
     for node in (tree.loc_a, tree.loc_b):
         response = await post(
             client,

@@ -168,6 +168,42 @@ async def test_a_rotated_key_is_fetched_and_accepted(
     assert response.status_code == 302, response.text
 
 
+async def login_with(rp: httpx.AsyncClient, provider: BadProvider, how: str) -> httpx.Response:
+    login = await start_login(rp)
+    token = provider.sign(provider.claims(login.nonce), how=how)
+    return await callback(rp, login, provider.issue_code(login.challenge, token))
+
+
+async def test_a_rotated_key_without_kid_is_fetched_and_accepted(
+    rp: httpx.AsyncClient, provider: BadProvider, settings: Settings
+) -> None:
+    """Issue 11 item 13: tokens without `kid` after a rotation failed until a restart."""
+    from joserfc.jwk import RSAKey
+
+    assert (await login_with(rp, provider, "no-kid")).status_code == 302  # k1 is cached
+    provider.key = RSAKey.generate_key(2048, parameters={"kid": "k2"})
+    provider_for(settings)._keys_at -= 3600  # the last fetch was long ago
+    fetches = provider.jwks_fetches
+    response = await login_with(rp, provider, "no-kid")
+    assert response.status_code == 302, response.text
+    assert provider.jwks_fetches == fetches + 1
+    provider.extra_keys.append(RSAKey.generate_key(2048, parameters={"kid": "k3"}))
+    provider_for(settings)._keys_at -= 3600
+    response = await login_with(rp, provider, "no-kid")  # several keys published, none named
+    assert response.status_code == 302, response.text
+
+
+async def test_bad_signatures_refetch_the_keys_at_most_once_per_interval(
+    rp: httpx.AsyncClient, provider: BadProvider, settings: Settings
+) -> None:
+    await provider_for(settings).keys()
+    provider_for(settings)._keys_at -= 3600
+    fetches = provider.jwks_fetches
+    for _ in range(3):
+        assert_refused(await login_with(rp, provider, "no-kid-foreign-key"), "bad_signature")
+    assert provider.jwks_fetches == fetches + 1
+
+
 async def test_unparseable_keys_are_skipped_and_login_still_works(
     rp: httpx.AsyncClient, provider: BadProvider
 ) -> None:

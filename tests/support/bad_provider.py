@@ -75,6 +75,10 @@ class BadProvider:
     def sign(self, claims: dict[str, Any], *, how: str = "rs256") -> str:
         if how == "rs256":
             return jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key)
+        if how == "no-kid":
+            return jwt.encode({"alg": "RS256"}, claims, self.key)
+        if how == "no-kid-foreign-key":
+            return jwt.encode({"alg": "RS256"}, claims, RSAKey.generate_key(2048))
         if how == "foreign-key":
             foreign = RSAKey.generate_key(2048, parameters={"kid": self.key.kid})
             return jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, foreign)
