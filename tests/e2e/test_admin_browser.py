@@ -147,7 +147,11 @@ def test_super_admin_edits_flags_in_the_browser_and_everything_is_audited(
                     "created_at": datetime.now(UTC).isoformat(),
                     "expires_at": expires,
                 },
-                headers={"X-CSRFToken": csrf, "Referer": f"{app.base_url}/admin/"},
+                headers={
+                    "X-CSRFToken": csrf,
+                    "Origin": app.base_url,  # as the page's own fetch() sends it
+                    "Referer": f"{app.base_url}/admin/",
+                },
             )
             assert created.status in (200, 201), created.text()
             assert features_of(app, "uma@acme.example")["legacy-charts"] == {
