@@ -256,20 +256,6 @@ async def test_a_cross_site_logout_does_not_end_the_admin_session(server: AppPro
         assert client.get("/admin/api/tables/").status_code == 200
 
 
-async def test_the_admin_logout_cookie_never_leads_off_site(server: AppProcess) -> None:
-    """#12: only "/" or the provider's exact end-session endpoint is followed."""
-    with admin_client(server, None) as client:
-        for target in (
-            "http%3A%2F%2F127.0.0.1%3A8201.evil.example%2Fx",
-            "https%3A%2F%2Fevil.example%2F",
-            "%2F%2Fevil.example%2F",
-        ):
-            client.cookies.set("me_admin_logout", target, path="/admin")
-            page = client.get("/admin/")
-            assert page.status_code == 302
-            assert page.headers["location"] == "/api/v1/auth/login?next=/admin/"
-
-
 async def test_admin_deactivation_ends_sessions_for_good(server: AppProcess) -> None:
     """#6: is_active false then true in the admin must not revive the old cookie."""
     admin = await sign_in(super_admin=True)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -391,3 +392,26 @@ async def test_names_and_email_refreshed_at_login_are_audited(provider: BadProvi
     before, after = json.loads(rows[0]["before"]), json.loads(rows[0]["after"])
     assert (before["email"], before["given_name"]) == ("audit-me@example.test", "Ann")
     assert (after["email"], after["given_name"]) == ("renamed@example.test", "Anna")
+
+
+async def test_the_admin_logout_cookie_leads_only_to_the_providers_end_session(
+    provider: BadProvider,
+) -> None:
+    """Issue 11 #12: a planted `me_admin_logout` that merely starts with the issuer (here
+    `http://127.0.0.1:PORT`, no path) must not redirect off-site."""
+    settings = replace(get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID)
+    transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50007))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+        for target, followed in (
+            (f"{provider.issuer}.evil.example/x", False),
+            (f"{provider.issuer}@evil.example/x", False),
+            (f"{provider.issuer}/logout.evil.example", False),
+            ("//evil.example/", False),
+            (f"{provider.issuer}/logout?client_id=c&id_token_hint=t", True),
+            ("/", True),
+        ):
+            rp.cookies.set("me_admin_logout", quote(target, safe=""))
+            page = await rp.get("/admin/")
+            assert page.status_code == 302
+            expected = target if followed else "/api/v1/auth/login?next=/admin/"
+            assert page.headers["location"] == expected, target
