@@ -29,7 +29,9 @@ from api.openapi_errors import document_error_responses
 from api.openapi_ui import swagger_assets, swagger_ui_plugin
 from api.pages import home, template_config
 from api.request_context import RequestContextMiddleware
+from api.request_limits import RequestLimitsMiddleware
 from api.schema import require_schema
+from api.security_headers import SecurityHeadersMiddleware
 from api.settings import Settings, get_settings
 
 logger = logging.getLogger("api.app")
@@ -118,4 +120,5 @@ def create_app(
         state=State({"settings": settings}),
     )
     document_error_responses(litestar_app)
-    return RequestContextMiddleware(litestar_app)
+    guarded = SecurityHeadersMiddleware(RequestLimitsMiddleware(litestar_app, settings), settings)
+    return RequestContextMiddleware(guarded)

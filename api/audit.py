@@ -1,8 +1,10 @@
 """The one way to write an audit record (PRODUCT §3: append-only, never cascades away),
 and the super-admins' view of the trail.
 
-Call it inside the same transaction as the change it describes, so both land or neither
-(and the row-level audit triggers, which catch every other writer, stand aside).
+Call it inside the same transaction as the change it describes, so both land or neither.
+The row-level audit triggers stand aside for exactly the row this record names (resource
+type and id, kept in the transaction-local `app.audited_rows`); every other row change in
+the transaction, side effects included, is recorded by the triggers.
 """
 
 from __future__ import annotations
@@ -34,8 +36,22 @@ async def record_audit(
     connection: ASGIConnection[Any, Any, Any, Any] | None = None,
 ) -> None:
     ip = client_ip(connection, settings_of(connection)) if connection is not None else None
-    # This transaction's rows are described by this record: the row triggers stand aside.
-    await fetch("SELECT set_config('app.audit_by_app', 'on', true)")
+    # This row is described by this record: its row trigger stands aside (this row only).
+    # The triggers run at commit and record any other row changed in this transaction with
+    # the same actor, request and client.
+    await fetch(
+        "SELECT set_config('app.audited_rows',"
+        " coalesce(nullif(current_setting('app.audited_rows', true), ''), '|')"
+        " || $1 || ':' || $2 || '|', true),"
+        " set_config('app.actor_id', $3, true), set_config('app.actor_email', $4, true),"
+        " set_config('app.request_id', $5, true), set_config('app.client_ip', $6, true)",
+        resource_type,
+        str(resource_id),
+        str(actor.user_id) if actor else "",
+        (actor.email or "") if actor else "",
+        current_request_id() or "",
+        ip or "",
+    )
     await fetch(
         "INSERT INTO audit_logs (actor_id, actor_email, action, resource_type, resource_id,"
         " before, after, request_id, client_ip)"

@@ -52,6 +52,10 @@ class Settings:
     """Slug of the organization new users join as viewers when no e-mail domain matches."""
     trusted_proxies: tuple[Network, ...] = field(default=())
     """Peers whose `X-Forwarded-For` is believed when finding the client IP."""
+    max_request_body_bytes: int = 1_048_576
+    """Request bodies larger than this are refused with 413 before anything reads them."""
+    max_json_depth: int = 32
+    """Bodies nested deeper than this (arrays/objects) are refused with 400 before parsing."""
 
     @property
     def public_url_is_https(self) -> bool:
@@ -157,6 +161,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_max_hours=_positive_int(env, "SESSION_MAX_HOURS", 24),
         default_organization=_optional(env, "DEFAULT_ORGANIZATION"),
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+        max_request_body_bytes=_positive_int(env, "MAX_REQUEST_BODY_BYTES", 1_048_576),
+        max_json_depth=_positive_int(env, "MAX_JSON_DEPTH", 32),
     )
 
 

@@ -38,8 +38,10 @@ def admin_client(server: AppProcess, who: SignedIn | None) -> Iterator[httpx.Cli
 
 
 def csrf(client: httpx.Client) -> dict[str, str]:
+    """What the admin's JavaScript sends from its own page: the cookie's token and Origin."""
     return {
         "X-CSRFToken": client.cookies.get("csrftoken", ""),
+        "Origin": str(client.base_url).rstrip("/"),
         "Referer": f"{client.base_url}/admin/",
     }
 
@@ -206,3 +208,96 @@ async def test_hierarchy_invariants_hold_in_the_admin_with_a_clear_4xx(server: A
         assert moved.status_code == 200, moved.text
     rows = await fetch("SELECT path FROM organization_hierarchy WHERE id = $1", tree.dept_a1)
     assert list(rows[0]["path"]) == [tree.org, tree.loc_b, tree.dept_a1]
+
+
+# ---- issue 11: attacks replayed against the admin mount ------------------------------------
+
+
+async def test_admin_csrf_cookie_is_the_sessions_token(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    with admin_client(server, admin) as client:
+        assert client.cookies.get("csrftoken") == admin.csrf_token
+    with admin_client(server, None) as client:
+        client.cookies.set("me_session", admin.token)
+        client.cookies.set("csrftoken", "attacker-chosen")
+        again = client.get("/admin/api/tables/")
+        assert f"csrftoken={admin.csrf_token}" in again.headers.get("set-cookie", "")
+
+
+async def test_admin_writes_obey_the_apis_csrf_rule(server: AppProcess) -> None:
+    """#5: a chosen csrftoken cookie/header pair, or a foreign, null or missing Origin, is 403."""
+    admin = await sign_in(super_admin=True)
+    victim = await sign_in()
+    url = f"/admin/api/tables/users/{victim.user_id}/"
+    origin = str(server.base_url).rstrip("/")
+    with admin_client(server, None) as client:
+        client.cookies.set("me_session", admin.token)
+        client.cookies.set("csrftoken", "chosen-by-attacker")
+        for headers in (
+            {"X-CSRFToken": "chosen-by-attacker", "Origin": "http://evil.example"},
+            {"X-CSRFToken": "chosen-by-attacker", "Origin": origin},
+            {"X-CSRFToken": admin.csrf_token, "Origin": "http://evil.example"},
+            {"X-CSRFToken": admin.csrf_token, "Origin": "null"},
+            {"X-CSRFToken": admin.csrf_token},
+            {"Origin": origin},
+        ):
+            refused = client.patch(url, json={"given_name": "Pwned"}, headers=headers)
+            assert refused.status_code == 403, (headers, refused.text)
+            assert refused.json()["extra"]["reason"] in ("csrf_token", "csrf_origin")
+        rows = await fetch("SELECT given_name FROM users WHERE id = $1", victim.user_id)
+        assert rows[0]["given_name"] != "Pwned"
+        allowed = client.patch(
+            url,
+            json={"given_name": "Legit"},
+            headers={"X-CSRFToken": admin.csrf_token, "Origin": origin},
+        )
+        assert allowed.status_code == 200, allowed.text
+
+
+async def test_a_cross_site_logout_does_not_end_the_admin_session(server: AppProcess) -> None:
+    """#5: a cookie-only GET (or a POST without the token) to the admin's logout is refused."""
+    admin = await sign_in(super_admin=True)
+    with admin_client(server, None) as client:
+        client.cookies.set("me_session", admin.token)
+        for path in ("/admin/public/logout", "/admin/public/logout/"):
+            assert client.get(path).status_code == 405
+        forged = client.post("/admin/public/logout/", headers={"Origin": "http://evil.example"})
+        assert forged.status_code == 403
+        assert client.get("/admin/api/tables/").status_code == 200
+
+
+async def test_admin_deactivation_ends_sessions_for_good(server: AppProcess) -> None:
+    """#6: is_active false then true in the admin must not revive the old cookie."""
+    admin = await sign_in(super_admin=True)
+    user = await sign_in()
+    with admin_client(server, admin) as client:
+        for active in (False, True):
+            changed = client.patch(
+                f"/admin/api/tables/users/{user.user_id}/",
+                json={"is_active": active},
+                headers=csrf(client),
+            )
+            assert changed.status_code == 200, changed.text
+    with admin_client(server, None) as client:
+        client.cookies.set("me_session", user.token)
+        assert client.get("/api/v1/auth/session/check").status_code == 401
+
+
+async def test_admin_name_changes_are_audited(server: AppProcess) -> None:
+    """#8: a PATCH of given_name in the admin leaves an audit row with the super-admin."""
+    admin = await sign_in(super_admin=True)
+    user = await sign_in()
+    with admin_client(server, admin) as client:
+        changed = client.patch(
+            f"/admin/api/tables/users/{user.user_id}/",
+            json={"given_name": "Renamed"},
+            headers=csrf(client),
+        )
+        assert changed.status_code == 200, changed.text
+    rows = await fetch(
+        "SELECT actor_id, before, after FROM audit_logs WHERE resource_type = 'user'"
+        " AND resource_id = $1 AND action = 'user.update'",
+        str(user.user_id),
+    )
+    assert [r["actor_id"] for r in rows] == [admin.user_id]
+    assert '"given_name": "Renamed"' in rows[0]["after"]

@@ -500,3 +500,41 @@ async def test_primary_assignment_is_unique_per_user(client: httpx.AsyncClient) 
             await fetch(
                 "UPDATE user_hierarchy_assignments SET is_primary = true WHERE user_id = $1", target
             )
+
+
+async def test_the_is_primary_side_effect_on_other_assignments_is_audited(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 11 #8: making one assignment primary un-primaries another row: both audited."""
+    tree = await make_tree()
+    admin = await sign_in(super_admin=True)
+    target = await make_user()
+    await assign(target, tree.loc_a, "viewer", primary=True)
+    await assign(target, tree.loc_b, "viewer")
+    ids = {
+        r["node_id"]: r["id"]
+        for r in await fetch(
+            "SELECT id, node_id FROM user_hierarchy_assignments WHERE user_id = $1", target
+        )
+    }
+    changed = await client.patch(
+        f"{H}/assignments/{ids[tree.loc_b]}",
+        json={"is_primary": True},
+        cookies=admin.cookies,
+        headers=admin.headers(),
+    )
+    assert changed.status_code == 200, changed.text
+    side_effect = await fetch(
+        "SELECT action, actor_id, before, after FROM audit_logs WHERE resource_type = 'assignment'"
+        " AND resource_id = $1 AND action = 'assignment.update'",
+        str(ids[tree.loc_a]),
+    )
+    assert len(side_effect) == 1
+    assert side_effect[0]["actor_id"] == admin.user_id
+    assert '"is_primary": false' in side_effect[0]["after"]
+    explicit = await fetch(
+        "SELECT action FROM audit_logs WHERE resource_type = 'assignment' AND resource_id = $1"
+        " ORDER BY id",
+        str(ids[tree.loc_b]),
+    )
+    assert [r["action"] for r in explicit] == ["assignment.insert", "assignment.updated"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -61,6 +63,38 @@ async def test_a_deactivated_user_gets_401_on_the_next_request(client: httpx.Asy
     assert (await client.get(SESSION_CHECK, cookies=signed_in.cookies)).status_code == 200
     await fetch("UPDATE users SET is_active = false WHERE id = $1", signed_in.user_id)
     assert (await client.get(SESSION_CHECK, cookies=signed_in.cookies)).status_code == 401
+
+
+async def test_deactivation_by_any_writer_ends_sessions_for_good(client: httpx.AsyncClient) -> None:
+    """Issue 11 #6: deactivating and reactivating (admin, psql) must not revive old cookies."""
+    signed_in = await sign_in()
+    other = await sign_in(signed_in.user_id)
+    assert (await client.get(SESSION_CHECK, cookies=signed_in.cookies)).status_code == 200
+    await fetch("UPDATE users SET is_active = false WHERE id = $1", signed_in.user_id)
+    await fetch("UPDATE users SET is_active = true WHERE id = $1", signed_in.user_id)
+    for who in (signed_in, other):
+        assert (await client.get(SESSION_CHECK, cookies=who.cookies)).status_code == 401
+    left = await fetch(
+        "SELECT count(*) AS n FROM user_sessions WHERE user_id = $1", signed_in.user_id
+    )
+    assert left[0]["n"] == 0
+
+
+async def test_demotion_switches_off_the_admin_mirror_and_promotion_back_on() -> None:
+    from api.admin.bridge import admin_user_id
+
+    user_id = await make_user(super_admin=True)
+    admin_id = await admin_user_id(user_id, None)
+
+    async def mirror() -> tuple[bool, bool]:
+        rows = await fetch("SELECT active, admin FROM admin_users WHERE id = $1", admin_id)
+        return rows[0]["active"], rows[0]["admin"]
+
+    assert await mirror() == (True, True)
+    await fetch("UPDATE users SET is_super_admin = false WHERE id = $1", user_id)
+    assert await mirror() == (False, False)
+    await fetch("UPDATE users SET is_super_admin = true WHERE id = $1", user_id)
+    assert await mirror() == (True, True)
 
 
 async def test_logout_ends_the_session_server_side(client: httpx.AsyncClient) -> None:
@@ -250,7 +284,11 @@ async def test_super_admin_cli_grants_and_revokes_with_audit(client: httpx.Async
         "SELECT action FROM audit_logs WHERE resource_type = 'user' AND resource_id = $1 ORDER BY id",
         str(user_id),
     )
-    assert [row["action"] for row in actions] == ["super_admin.granted", "super_admin.revoked"]
+    assert [row["action"] for row in actions] == [
+        "user.insert",  # make_user's own INSERT, recorded by the trigger
+        "super_admin.granted",
+        "super_admin.revoked",
+    ]
     assert run_cli("grant", "not-an-email").returncode == 2
 
 
@@ -325,3 +363,54 @@ async def test_email_and_names_are_refreshed_at_each_login(provider: BadProvider
                 provider.issuer,
             )
             assert (rows[0]["email"], rows[0]["name"]) == (email.lower(), name)
+
+
+async def test_names_and_email_refreshed_at_login_are_audited(provider: BadProvider) -> None:
+    """Issue 11 #8: the login's update of e-mail and names leaves an audit row."""
+    settings = replace(get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID)
+    transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50006))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+        for email, given in (("audit-me@example.test", "Ann"), ("renamed@example.test", "Anna")):
+            login = await start_login(rp)
+            claims = provider.claims(
+                login.nonce, sub="audit-me", email=email, given_name=given, family_name="Lee"
+            )
+            await callback(rp, login, provider.issue_code(login.challenge, provider.sign(claims)))
+    user_id = (
+        await fetch(
+            "SELECT id FROM users WHERE oidc_subject = 'audit-me' AND oidc_issuer = $1",
+            provider.issuer,
+        )
+    )[0]["id"]
+    rows = await fetch(
+        "SELECT action, before, after FROM audit_logs WHERE resource_type = 'user'"
+        " AND resource_id = $1 AND action = 'user.update'",
+        str(user_id),
+    )
+    assert len(rows) == 1
+    before, after = json.loads(rows[0]["before"]), json.loads(rows[0]["after"])
+    assert (before["email"], before["given_name"]) == ("audit-me@example.test", "Ann")
+    assert (after["email"], after["given_name"]) == ("renamed@example.test", "Anna")
+
+
+async def test_the_admin_logout_cookie_leads_only_to_the_providers_end_session(
+    provider: BadProvider,
+) -> None:
+    """Issue 11 #12: a planted `me_admin_logout` that merely starts with the issuer (here
+    `http://127.0.0.1:PORT`, no path) must not redirect off-site."""
+    settings = replace(get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID)
+    transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50007))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+        for target, followed in (
+            (f"{provider.issuer}.evil.example/x", False),
+            (f"{provider.issuer}@evil.example/x", False),
+            (f"{provider.issuer}/logout.evil.example", False),
+            ("//evil.example/", False),
+            (f"{provider.issuer}/logout?client_id=c&id_token_hint=t", True),
+            ("/", True),
+        ):
+            rp.cookies.set("me_admin_logout", quote(target, safe=""))
+            page = await rp.get("/admin/")
+            assert page.status_code == 302
+            expected = target if followed else "/api/v1/auth/login?next=/admin/"
+            assert page.headers["location"] == expected, target

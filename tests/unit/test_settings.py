@@ -76,3 +76,12 @@ def test_bad_configuration_names_the_variable(overrides: dict[str, str], names: 
 def test_embedded_postgres_is_the_development_default() -> None:
     settings = load_settings({k: v for k, v in BASE.items() if k != "DATABASE_URL"})
     assert settings.database_url is None
+
+
+def test_request_limits_have_defaults_and_come_from_the_environment() -> None:
+    defaults = load_settings(BASE)
+    assert (defaults.max_request_body_bytes, defaults.max_json_depth) == (1_048_576, 32)
+    tuned = load_settings({**BASE, "MAX_REQUEST_BODY_BYTES": "2048", "MAX_JSON_DEPTH": "8"})
+    assert (tuned.max_request_body_bytes, tuned.max_json_depth) == (2048, 8)
+    with pytest.raises(SettingsError, match="MAX_JSON_DEPTH"):
+        load_settings({**BASE, "MAX_JSON_DEPTH": "0"})
