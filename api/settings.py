@@ -52,6 +52,16 @@ class Settings:
     """Slug of the organization new users join as viewers when no e-mail domain matches."""
     trusted_proxies: tuple[Network, ...] = field(default=())
     """Peers whose `X-Forwarded-For` is believed when finding the client IP."""
+    database_direct_url: str | None = None
+    """A direct (unpooled) Postgres URL for session-level features: the change listener's
+    LISTEN and the release step's advisory lock. Set it when `DATABASE_URL` points at a
+    transaction-pooling PgBouncer; then `DATABASE_URL`'s connections skip prepared-statement
+    caching and startup parameters the pooler refuses."""
+
+    @property
+    def through_pooler(self) -> bool:
+        """`DATABASE_URL` leads to a transaction pooler (a direct URL is configured)."""
+        return self.database_direct_url is not None
 
     @property
     def public_url_is_https(self) -> bool:
@@ -127,6 +137,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = _optional(env, "DATABASE_URL")
     if database_url and urlsplit(database_url).scheme not in ("postgres", "postgresql"):
         raise SettingsError("DATABASE_URL: must be a postgres:// or postgresql:// URL")
+    direct_url = _optional(env, "DATABASE_DIRECT_URL")
+    if direct_url and urlsplit(direct_url).scheme not in ("postgres", "postgresql"):
+        raise SettingsError("DATABASE_DIRECT_URL: must be a postgres:// or postgresql:// URL")
+    if direct_url and database_url is None:
+        raise SettingsError("DATABASE_DIRECT_URL: set DATABASE_URL (the pooler's URL) too")
     if database_url is None and importlib.util.find_spec("pgserver") is None:
         raise SettingsError(
             "DATABASE_URL is required (the embedded Postgres is for development and not installed)"
@@ -157,6 +172,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_max_hours=_positive_int(env, "SESSION_MAX_HOURS", 24),
         default_organization=_optional(env, "DEFAULT_ORGANIZATION"),
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+        database_direct_url=direct_url,
     )
 
 

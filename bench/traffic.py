@@ -107,10 +107,7 @@ async def load(url: str, users: int) -> list[tuple[str, str]]:
         await connection.executemany(
             "INSERT INTO user_hierarchy_assignments (user_id, node_id, role, is_primary)"
             " VALUES ($1, $2, $3, $4)",
-            [
-                (user, locations[n % 3], "user", True)
-                for n, user in enumerate(user_ids)
-            ]
+            [(user, locations[n % 3], "user", True) for n, user in enumerate(user_ids)]
             + [(user, org, "viewer", False) for user in user_ids[::5]],
         )
         await connection.execute(
@@ -195,7 +192,8 @@ def measure(users: int, seconds: float, warmup: float) -> list[tuple[str, int, M
             bare = {count: drive(server, bare_endpoint, files[count], seconds) for count in files}
             for endpoint in ENDPOINTS:
                 for count, path in files.items():
-                    drive(server, endpoint, path, warmup)
+                    # Warm up long enough for every user to have been served once.
+                    drive(server, endpoint, path, warmup + count / 1000)
                     results.append((endpoint.name, count, drive(server, endpoint, path, seconds)))
             bare_again = drive(server, bare_endpoint, files[users], seconds)
         finally:
