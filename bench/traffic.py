@@ -193,7 +193,7 @@ def measure(users: int, seconds: float, warmup: float) -> list[tuple[str, int, M
             for endpoint in ENDPOINTS:
                 for count, path in files.items():
                     # Warm up long enough for every user to have been served once.
-                    drive(server, endpoint, path, warmup + count / 1000)
+                    drive(server, endpoint, path, warmup + count / 500)
                     results.append((endpoint.name, count, drive(server, endpoint, path, seconds)))
             bare_again = drive(server, bare_endpoint, files[users], seconds)
         finally:
