@@ -30,6 +30,7 @@ from api.openapi_ui import swagger_assets, swagger_ui_plugin
 from api.pages import home, template_config
 from api.request_context import RequestContextMiddleware
 from api.request_limits import RequestLimitsMiddleware
+from api.runtime import frozen_startup_heap
 from api.schema import require_schema
 from api.security_headers import SecurityHeadersMiddleware
 from api.settings import Settings, get_settings
@@ -42,11 +43,13 @@ def db_pool_size() -> int:
 
 
 @asynccontextmanager
-async def database_pool(_: Litestar) -> AsyncIterator[None]:
+async def database_pool(app: Litestar) -> AsyncIterator[None]:
     """Open the pool lazily (min_size=0) so the app starts even while the database is down."""
-    from api.db import engine
+    from api.db import engine, use_transaction_pooler
 
     db = engine()
+    if app.state["settings"].through_pooler:
+        use_transaction_pooler(db.config)
     await db.start_connection_pool(min_size=0, max_size=db_pool_size())
     try:
         yield
@@ -106,7 +109,7 @@ def create_app(
     litestar_app = Litestar(
         route_handlers=[liveness, readiness, auth_config, admin_mount, swagger_assets(), db_backed],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[access_log_flusher, database_pool, change_listener],
+        lifespan=[access_log_flusher, database_pool, change_listener, frozen_startup_heap],
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",

@@ -21,6 +21,17 @@ def engine() -> PostgresEngine:
     return found
 
 
+def use_transaction_pooler(config: dict[str, Any]) -> None:
+    """Make asyncpg's connection settings safe behind a transaction-pooling PgBouncer (1.18):
+    no named prepared statements kept across transactions, and no `statement_timeout`
+    startup parameter (PgBouncer refuses unknown ones; set it on the role instead, and
+    asyncpg's `command_timeout` still bounds every statement)."""
+    config["statement_cache_size"] = 0
+    server_settings = dict(config.get("server_settings") or {})
+    server_settings.pop("statement_timeout", None)
+    config["server_settings"] = server_settings
+
+
 def set_clause(changes: dict[str, Any], *, first: int, casts: dict[str, str] | None = None) -> str:
     """`a = $first, b = $first+1, ...` for an UPDATE whose values follow in `changes` order.
 

@@ -2,8 +2,12 @@
 
 Triggers (migrations) notify `feature_flags_changed` on writes to flags, overrides and
 assignments, and `sessions_changed` when sessions end or users are deactivated, demoted or
-renamed. Caches may only trust themselves while `listener.connected` is true: if the
-connection drops they fall back to the database until it is back.
+renamed, and `me_changed` (payload: a user id, or empty for "everyone") when what `/me`
+describes changes. Caches may only trust themselves while `listener.connected` is true: if
+the connection drops they fall back to the database until it is back.
+
+The listener needs a session of its own, so it connects to `DATABASE_DIRECT_URL` when set
+(LISTEN does not work through a transaction-pooling PgBouncer), else to `DATABASE_URL`.
 """
 
 from __future__ import annotations
@@ -26,31 +30,42 @@ logger = logging.getLogger("api.notifications")
 class Listener:
     def __init__(self) -> None:
         self.connected = False
-        self._callbacks: dict[str, list[Callable[[], None]]] = {}
+        self._callbacks: dict[str, list[Callable[[str | None], None]]] = {}
 
     def on(self, channel: str, callback: Callable[[], None]) -> None:
+        """`callback()` on every notice of `channel`, and whenever notices may have been lost."""
+        self.on_payload(channel, lambda _: callback())
+
+    def on_payload(self, channel: str, callback: Callable[[str | None], None]) -> None:
+        """`callback(payload)` on every notice; `callback(None)` when notices may have been
+        lost (the connection came up or went down), meaning "anything may have changed"."""
         self._callbacks.setdefault(channel, []).append(callback)
 
     def _fire_all(self) -> None:
         for callbacks in self._callbacks.values():
             for callback in callbacks:
-                callback()
+                callback(None)
 
     def _disconnected(self) -> None:
         self.connected = False
         self._fire_all()
 
     async def run_forever(self) -> None:
-        dsn = engine().config["dsn"]
+        from api.settings import get_settings
+
+        dsn = get_settings().database_direct_url or engine().config["dsn"]
         while True:
             connection: Any = None
             try:
-                connection = await asyncpg.connect(dsn, timeout=2)
+                connection = await asyncpg.connect(
+                    dsn, timeout=2, server_settings={"application_name": "marketedge-listener"}
+                )
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda _, lost=lost: lost.set())
                 for channel, callbacks in self._callbacks.items():
                     await connection.add_listener(
-                        channel, lambda *_, cbs=callbacks: [cb() for cb in cbs]
+                        channel,
+                        lambda _c, _p, _ch, payload, cbs=callbacks: [cb(payload) for cb in cbs],
                     )
                 self._fire_all()  # anything may have changed while nobody listened
                 self.connected = True

@@ -3,6 +3,10 @@
 A Postgres advisory lock, held on its own connection, serializes concurrent releases; the
 ones that wait then find nothing left to run. At head it is a no-op. Exit status 0 means the
 schema is at least as new as this code.
+
+The lock is a session-level feature, so its connection goes to `DATABASE_DIRECT_URL` when
+set (a transaction-pooling PgBouncer would hand the session to another client); the
+migrations themselves run through `DATABASE_URL`, the pooler.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sys
 import asyncpg
 
 from api.log import configure_logging
+from api.settings import SettingsError, get_settings
 
 logger = logging.getLogger("api.release")
 
@@ -26,9 +31,12 @@ async def run_release() -> bool:
     """Take the release lock, run every pending migration, report success."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
-    from api.db import engine
+    from api.db import engine, use_transaction_pooler
 
-    dsn = engine().config["dsn"]
+    settings = get_settings()
+    if settings.through_pooler:
+        use_transaction_pooler(engine().config)
+    dsn = settings.database_direct_url or engine().config["dsn"]
     lock_connection = await asyncpg.connect(
         dsn, timeout=10, server_settings={"lock_timeout": LOCK_WAIT}
     )
@@ -57,6 +65,11 @@ async def run_release() -> bool:
 
 def main() -> None:
     configure_logging(json_lines=False)
+    try:
+        get_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
     try:
         ok = asyncio.run(run_release())
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:

@@ -7,9 +7,10 @@ written while handling it names the same id.
 
 from __future__ import annotations
 
+import itertools
 import re
+import secrets
 import time
-import uuid
 from contextvars import ContextVar
 
 from litestar.enums import ScopeType
@@ -20,6 +21,9 @@ from api.log import access_log
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_INCOMING_ID = re.compile(rb"^[A-Za-z0-9._:-]{8,128}$")
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Unique per process start plus a counter: as unique as a UUID here, and far cheaper.
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count(1)
 
 
 def current_request_id() -> str | None:
@@ -30,7 +34,7 @@ def _incoming_request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and _SAFE_INCOMING_ID.match(value):
             return value.decode("ascii")
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
 class RequestContextMiddleware:

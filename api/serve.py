@@ -27,6 +27,8 @@ def main() -> None:
         host=os.environ.get("HOST", "0.0.0.0"),  # noqa: S104 - a container listens on all
         port=port,
         workers=workers,
+        loop="uvloop",  # both come with uvicorn[standard]; named so "auto" cannot fall back
+        http="httptools",
         proxy_headers=False,  # the client IP is decided by TRUSTED_PROXIES, not uvicorn
         access_log=False,
         server_header=False,

@@ -56,6 +56,16 @@ class Settings:
     """Request bodies larger than this are refused with 413 before anything reads them."""
     max_json_depth: int = 32
     """Bodies nested deeper than this (arrays/objects) are refused with 400 before parsing."""
+    database_direct_url: str | None = None
+    """A direct (unpooled) Postgres URL for session-level features: the change listener's
+    LISTEN and the release step's advisory lock. Set it when `DATABASE_URL` points at a
+    transaction-pooling PgBouncer; then `DATABASE_URL`'s connections skip prepared-statement
+    caching and startup parameters the pooler refuses."""
+
+    @property
+    def through_pooler(self) -> bool:
+        """`DATABASE_URL` leads to a transaction pooler (a direct URL is configured)."""
+        return self.database_direct_url is not None
 
     @property
     def public_url_is_https(self) -> bool:
@@ -131,6 +141,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = _optional(env, "DATABASE_URL")
     if database_url and urlsplit(database_url).scheme not in ("postgres", "postgresql"):
         raise SettingsError("DATABASE_URL: must be a postgres:// or postgresql:// URL")
+    direct_url = _optional(env, "DATABASE_DIRECT_URL")
+    if direct_url and urlsplit(direct_url).scheme not in ("postgres", "postgresql"):
+        raise SettingsError("DATABASE_DIRECT_URL: must be a postgres:// or postgresql:// URL")
+    if direct_url and database_url is None:
+        raise SettingsError("DATABASE_DIRECT_URL: set DATABASE_URL (the pooler's URL) too")
     if database_url is None and importlib.util.find_spec("pgserver") is None:
         raise SettingsError(
             "DATABASE_URL is required (the embedded Postgres is for development and not installed)"
@@ -163,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         max_request_body_bytes=_positive_int(env, "MAX_REQUEST_BODY_BYTES", 1_048_576),
         max_json_depth=_positive_int(env, "MAX_JSON_DEPTH", 32),
+        database_direct_url=direct_url,
     )
 
 

@@ -52,6 +52,7 @@ def bench_database(name: str) -> str:
 
     from api.embedded_postgres import data_dir
 
+    data_dir().mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir(), cleanup_mode=None)
     server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
     server.psql(f'CREATE DATABASE "{name}";')

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up for the two README commands: uv in .tools/, the locked virtualenv in
-# .venv/, and with --browser Debian's Chromium for the browser tests. Safe to run again.
+# .venv/, and with --browser Debian's Chromium and PgBouncer for the tests. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -13,8 +13,15 @@ if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "
 fi
 .tools/bin/uv sync --frozen --quiet --python "$PYTHON"
 
-if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+# The test suite drives Chromium and runs replicas and the release step through PgBouncer.
+if [ "${1:-}" = "--browser" ]; then
+  MISSING=""
+  command -v chromium >/dev/null 2>&1 || MISSING="$MISSING chromium"
+  [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || MISSING="$MISSING pgbouncer"
+  if [ -n "$MISSING" ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
+  fi
 fi

@@ -17,8 +17,10 @@ from api.auth.identity import identify, settings_of
 from api.auth.login import begin_login, complete_login, prelogin_cookie_name, safe_next
 from api.auth.oidc import ProviderUnavailable, provider_for
 from api.auth.rate_limit import limit_auth_requests
-from api.auth.sessions import cookie_name, end_session, session_id_token
+from api.auth.sessions import cookie_name, end_session, session_cache, session_id_token
 from api.client_ip import client_ip
+from api.responses import NO_STORE as ENCODED_NO_STORE
+from api.responses import EncodedJSON
 from api.settings import Settings
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -151,19 +153,23 @@ async def callback(request: Request[Any, Any, Any]) -> Redirect:
 async def session_check(request: Request[Any, Any, Any]) -> Response[SessionCheck]:
     """Who is signed in, and the CSRF token the front end must echo on unsafe requests."""
     caller = await identify(request)
-    if caller is None or caller.via != "session":
+    if caller is None or caller.via != "session" or caller.session_id is None:
         return Response(SessionCheck(authenticated=False), status_code=401, headers=NO_STORE)
-    return Response(
-        SessionCheck(
-            authenticated=True,
-            user_id=caller.user_id,
-            email=caller.email,
-            is_super_admin=caller.is_super_admin,
-            expires_at=caller.expires_at,
-            csrf_token=caller.csrf_token,
-        ),
-        headers=NO_STORE,
-    )
+    answer = session_cache.answers.get(caller.session_id)
+    if answer is None or answer[0] is not caller:
+        body = msgspec.json.encode(
+            SessionCheck(
+                authenticated=True,
+                user_id=caller.user_id,
+                email=caller.email,
+                is_super_admin=caller.is_super_admin,
+                expires_at=caller.expires_at,
+                csrf_token=caller.csrf_token,
+            )
+        )
+        answer = (caller, body)
+        session_cache.answers.put(caller.session_id, answer)
+    return EncodedJSON(answer[1], headers=ENCODED_NO_STORE)
 
 
 @post(

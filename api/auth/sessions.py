@@ -5,11 +5,12 @@ derived from the session token, so it needs no storage and cannot be computed fr
 database dump. Validity (idle and absolute expiry, active user) is checked in the same
 query that loads the session.
 
-Each process keeps recently validated sessions for a few seconds, but only while its
-LISTEN connection is up: ending a session, cutting it short, or deactivating, demoting or
-renaming a user makes the database notify `sessions_changed`, and every replica drops its
-cache when the notice arrives (at commit). Without the listener every request asks the
-database.
+Each process keeps recently validated sessions (a bounded LRU of at most CACHE_LIMIT, for
+at most CACHE_SECONDS), but only while its LISTEN connection is up: ending a session,
+cutting it short, or deactivating, demoting or renaming a user makes the database notify
+`sessions_changed`, and every replica drops its cache when the notice arrives (at commit).
+Without the listener every request asks the database. Reading a session writes nothing,
+except `last_seen_at` at most once per TOUCH_INTERVAL per session, whichever replica asks.
 """
 
 from __future__ import annotations
@@ -24,41 +25,56 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 from api.auth.identity import Caller
+from api.bounded_cache import BoundedCache
 from api.db import fetch as _execute
 from api.notifications import listener
 from api.settings import Settings
 
 TOUCH_INTERVAL = timedelta(seconds=60)
-CACHE_SECONDS = 20.0
+CACHE_SECONDS = 55.0  # under TOUCH_INTERVAL: a busy session is re-read, and touched, each minute
 CACHE_LIMIT = 100_000
+
+# (caller, monotonic time after which the entry is not trusted, the raw token)
+_Entry = tuple[Caller, float, str]
 
 
 class SessionCache:
+    """Validated sessions by token, keyed by the raw cookie value (hashing it is the cost
+    being saved). Bounded LRU; trusted only while change notices arrive."""
+
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[Caller, float]] = {}
+        self._entries: BoundedCache[str, _Entry] = BoundedCache(CACHE_LIMIT)
+        self.answers: BoundedCache[int, tuple[Caller, bytes]] = BoundedCache(CACHE_LIMIT)
+        """Encoded answers about a session (api/auth/routes.py's session check), by session
+        id, each valid only for the very `Caller` object it was encoded from."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def clear(self) -> None:
-        self._entries = {}
+        self._entries.clear()
+        self.answers.clear()
 
-    def get(self, token_hash: str) -> Caller | None:
+    def get(self, token: str) -> Caller | None:
         if not listener.connected:
             return None
-        entry = self._entries.get(token_hash)
+        entry = self._entries.get(token)
         if entry is None:
             return None
-        caller, cached_at = entry
-        expired = caller.expires_at is not None and caller.expires_at <= datetime.now(UTC)
-        if expired or time.monotonic() - cached_at > CACHE_SECONDS:
-            self._entries.pop(token_hash, None)
+        caller, trusted_until, _ = entry
+        if time.monotonic() > trusted_until:
+            self._entries.discard(token)
             return None
         return caller
 
-    def put(self, token_hash: str, caller: Caller) -> None:
+    def put(self, token: str, caller: Caller) -> None:
         if not listener.connected:
             return
-        if len(self._entries) >= CACHE_LIMIT:
-            self.clear()
-        self._entries[token_hash] = (caller, time.monotonic())
+        trusted_until = time.monotonic() + CACHE_SECONDS
+        if caller.expires_at is not None:
+            left = (caller.expires_at - datetime.now(UTC)).total_seconds()
+            trusted_until = min(trusted_until, time.monotonic() + left)
+        self._entries.put(token, (caller, trusted_until, token))
 
 
 session_cache = SessionCache()
@@ -121,10 +137,10 @@ async def start_session(
 
 async def load_session(token: str, settings: Settings) -> Caller | None:
     """The live session for `token`, or None if unknown, expired, idle too long or inactive."""
-    token_hash = hash_token(token)
-    cached = session_cache.get(token_hash)
+    cached = session_cache.get(token)
     if cached is not None:
         return cached
+    token_hash = hash_token(token)
     rows = await _execute(
         "SELECT s.id, s.user_id, s.expires_at, s.last_seen_at, u.email, u.is_super_admin"
         " FROM user_sessions s JOIN users u ON u.id = s.user_id"
@@ -137,7 +153,13 @@ async def load_session(token: str, settings: Settings) -> Caller | None:
         return None
     row = rows[0]
     if datetime.now(UTC) - row["last_seen_at"] > TOUCH_INTERVAL:
-        await _execute("UPDATE user_sessions SET last_seen_at = now() WHERE id = $1", row["id"])
+        # The condition repeats in SQL so that replicas racing on one session write once.
+        await _execute(
+            "UPDATE user_sessions SET last_seen_at = now()"
+            " WHERE id = $1 AND last_seen_at < now() - make_interval(secs => $2)",
+            row["id"],
+            TOUCH_INTERVAL.total_seconds(),
+        )
     caller = Caller(
         user_id=row["user_id"],
         email=row["email"],
@@ -147,7 +169,7 @@ async def load_session(token: str, settings: Settings) -> Caller | None:
         csrf_token=csrf_token_for(token),
         expires_at=row["expires_at"],
     )
-    session_cache.put(token_hash, caller)
+    session_cache.put(token, caller)
     return caller
 
 

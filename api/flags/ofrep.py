@@ -7,7 +7,6 @@ or a service; the bulk call supports ETag / If-None-Match.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -21,7 +20,10 @@ from api.auth.guards import check_csrf
 from api.auth.identity import Caller, ServiceCaller, identify, identify_service
 from api.errors import NotAuthenticated
 from api.flags.evaluate import Evaluation
-from api.flags.store import evaluate_all, evaluate_one
+from api.flags.store import evaluate_one, user_flags
+from api.responses import EncodedJSON
+
+BULK_CACHE_CONTROL = (b"cache-control", b"private, no-cache")
 
 
 class OfrepResult(msgspec.Struct, omit_defaults=True):
@@ -139,10 +141,11 @@ async def evaluate_flags_ofrep(request: Request[Any, Any, Any]) -> Response[Ofre
     except ContextProblem as problem:
         failure = OfrepBulk(errorCode=problem.code, errorDetails=problem.details)
         return Response(failure, status_code=problem.status)
-    result = OfrepBulk([_success(e) for e in await evaluate_all(user_id)])
-    encoded = msgspec.json.encode(result)
-    etag = '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    flags = await user_flags(user_id)
+    etag = flags.etag.decode()
     if request.headers.get("if-none-match") == etag:
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         return Response(None, status_code=304, headers=headers)
-    return Response(result, headers=headers)
+    return EncodedJSON(  # the OfrepBulk of every flag, encoded once per user
+        flags.ofrep_json, headers=((b"etag", flags.etag), BULK_CACHE_CONTROL)
+    )

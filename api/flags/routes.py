@@ -12,6 +12,7 @@ from api.auth.identity import Caller
 from api.errors import NotFound
 from api.flags.store import evaluate_one, user_flags
 from api.hierarchy.access import can_read_node
+from api.responses import EncodedJSON
 
 
 class FeatureValue(msgspec.Struct):
@@ -39,8 +40,7 @@ async def list_features(
     """Every non-archived flag evaluated for the caller (at their primary node or `node`)."""
     caller = await authenticated(request)
     node_id = await target_node(caller, node)
-    body = (await user_flags(caller.user_id, node_id)).json()
-    return Response(body, media_type="application/json")  # type: ignore[arg-type]
+    return EncodedJSON((await user_flags(caller.user_id, node_id)).features_json)
 
 
 @get(

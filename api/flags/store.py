@@ -10,13 +10,16 @@ the caller's node path and the overrides that can apply to them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import msgspec
 
+from api.bounded_cache import BoundedCache
 from api.db import fetch
 from api.flags.evaluate import Evaluation, FlagDefinition, FlagOverride, evaluate_flag
 from api.notifications import listener
@@ -24,26 +27,42 @@ from api.notifications import listener
 CHANNEL = "feature_flags_changed"
 UNSYNCED_TTL = 1.0
 SYNCED_TTL = 300.0
-RESULT_SECONDS = 30.0
-RESULT_LIMIT = 50_000
+RESULT_SECONDS = 300.0
+RESULT_LIMIT = 100_000
 logger = logging.getLogger("api.flags.store")
 
 
-@dataclass(slots=True)
-class UserFlags:
-    """One user's evaluated flags, valid until `until`; the JSON body is encoded once."""
+class UserFlags(NamedTuple):
+    """One user's evaluated flags, encoded once for both the REST list and OFREP bulk.
 
-    results: list[Evaluation]
+    Only bytes and numbers, so that a full cache costs the garbage collector nothing."""
+
     until: float
-    body: bytes | None = None
+    features_json: bytes
+    ofrep_json: bytes
+    etag: bytes
 
-    def json(self) -> bytes:
-        if self.body is None:
-            items = [
-                {"key": e.key, "value": e.value, "reason": e.reason.value} for e in self.results
+
+def encode_user_flags(results: list[Evaluation], until: float) -> UserFlags:
+    features = msgspec.json.encode(
+        {"flags": [{"key": e.key, "value": e.value, "reason": e.reason.value} for e in results]}
+    )
+    ofrep = msgspec.json.encode(
+        {
+            "flags": [
+                {
+                    "key": e.key,
+                    "value": e.value,
+                    "reason": e.reason.value,
+                    "variant": e.variant,
+                    "metadata": {},
+                }
+                for e in results
             ]
-            self.body = msgspec.json.encode({"flags": items})
-        return self.body
+        }
+    )
+    etag = b'"' + hashlib.sha256(ofrep).hexdigest()[:32].encode() + b'"'
+    return UserFlags(until, features, ofrep, etag)
 
 
 class FlagCache:
@@ -52,27 +71,30 @@ class FlagCache:
         self._loaded_at = -1e9
         self._stale = True
         self._lock = asyncio.Lock()
-        self._results: dict[tuple[int, int | None], UserFlags] = {}
+        self.results: BoundedCache[tuple[int, int | None], UserFlags] = BoundedCache(RESULT_LIMIT)
+        self.generation = 0
+        """Moves on every invalidation: results computed across one are not kept."""
 
     def invalidate(self) -> None:
         self._stale = True
-        self._results = {}
+        self.generation += 1
+        self.results.clear()
 
     def cached_results(self, user_id: int, node_id: int | None) -> UserFlags | None:
         """A user's evaluated flags, trusted only while change notices are arriving."""
         if not listener.connected or self._stale:
             return None
-        entry = self._results.get((user_id, node_id))
+        entry = self.results.get((user_id, node_id))
         if entry is None or time.monotonic() > entry.until:
             return None
         return entry
 
-    def keep_results(self, user_id: int, node_id: int | None, flags: UserFlags) -> None:
-        if not listener.connected:
+    def keep_results(
+        self, user_id: int, node_id: int | None, flags: UserFlags, generation: int
+    ) -> None:
+        if not listener.connected or generation != self.generation:
             return
-        if len(self._results) >= RESULT_LIMIT:
-            self._results = {}
-        self._results[(user_id, node_id)] = flags
+        self.results.put((user_id, node_id), flags)
 
     def _fresh(self) -> bool:
         ttl = SYNCED_TTL if listener.connected else UNSYNCED_TTL
@@ -132,24 +154,22 @@ async def load_targeting(user_id: int, node_id: int | None = None) -> Targeting:
 
 
 async def evaluate_all(user_id: int, node_id: int | None = None) -> list[Evaluation]:
-    """Every non-archived flag for the user."""
-    return (await user_flags(user_id, node_id)).results
+    """Every non-archived flag for the user: the flag cache plus one small query."""
+    return (await _evaluate_all(user_id, node_id))[0]
 
 
-async def user_flags(user_id: int, node_id: int | None = None) -> UserFlags:
-    """Every non-archived flag for the user: the cache plus one small query.
-
-    Results are kept per (user, node) until a change notice, the next expiry of an override
-    that applied, or RESULT_SECONDS, whichever comes first.
-    """
-    cached = flag_cache.cached_results(user_id, node_id)
-    if cached is not None:
-        return cached
+async def _evaluate_all(user_id: int, node_id: int | None) -> tuple[list[Evaluation], float]:
+    """The evaluations, and the monotonic time until which they hold (the next expiry of an
+    override that applied, at most RESULT_SECONDS away)."""
     flags = await flag_cache.flags()
     targeting = await load_targeting(user_id, node_id)
     now = datetime.now(UTC)
+    # Each flag sees only its own overrides: evaluation stays linear in flags + overrides.
+    by_flag: dict[int, list[FlagOverride]] = {}
+    for override in targeting.overrides:
+        by_flag.setdefault(override.flag_id, []).append(override)
     results = [
-        evaluate_flag(flag, user_id, targeting.node_path, targeting.overrides, now)
+        evaluate_flag(flag, user_id, targeting.node_path, by_flag.get(flag.id, ()), now)
         for flag in flags.values()
         if not flag.archived
     ]
@@ -157,8 +177,19 @@ async def user_flags(user_id: int, node_id: int | None = None) -> UserFlags:
     for override in targeting.overrides:
         if override.expires_at is not None:
             until = min(until, time.monotonic() + (override.expires_at - now).total_seconds())
-    evaluated = UserFlags(results, until)
-    flag_cache.keep_results(user_id, node_id, evaluated)
+    return results, until
+
+
+async def user_flags(user_id: int, node_id: int | None = None) -> UserFlags:
+    """Every non-archived flag for the user, encoded; kept per (user, node) until a change
+    notice or the time `_evaluate_all` gives, in a bounded LRU."""
+    cached = flag_cache.cached_results(user_id, node_id)
+    if cached is not None:
+        return cached
+    generation = flag_cache.generation
+    results, until = await _evaluate_all(user_id, node_id)
+    evaluated = encode_user_flags(results, until)
+    flag_cache.keep_results(user_id, node_id, evaluated, generation)
     return evaluated
 
 

@@ -7,15 +7,18 @@ pure rule the guards use.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
-from litestar import get
+from litestar import Request, Response, get
 
-from api.auth.guards import provide_caller, require_user
+from api.auth.guards import authenticated
 from api.auth.identity import Caller
 from api.db import fetch
 from api.errors import NotAuthenticated
+from api.hierarchy.me_cache import described_me_json
 from api.hierarchy.permissions import HeldRole, PermissionOverride, effective_permissions
+from api.responses import EncodedJSON
 from tables.enums import Permission, Role
 
 
@@ -115,12 +118,8 @@ async def describe_me(caller: Caller) -> Me:
     )
 
 
-@get(
-    "/api/v1/auth/me",
-    tags=["auth"],
-    operation_id="me",
-    guards=[require_user],
-    dependencies={"caller": provide_caller},
-)
-async def me(caller: Caller) -> Me:
-    return await describe_me(caller)
+@get("/api/v1/auth/me", tags=["auth"], operation_id="me")
+async def me(request: Request[Any, Any, Any]) -> Response[Me]:
+    """`describe_me`, encoded once per user and cached until it changes (me_cache)."""
+    caller = await authenticated(request)
+    return EncodedJSON(await described_me_json(caller))

@@ -15,6 +15,7 @@ import pytest
 from api.schema import known_migrations
 from tests.support.databases import PrivateServer, fresh_database
 from tests.support.env import ROOT
+from tests.support.pgbouncer import PgBouncer
 from tests.support.processes import AppProcess, child_env, run_release, start_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -66,6 +67,23 @@ def test_four_concurrent_releases_on_an_empty_database_record_each_migration_onc
     for result in results:
         assert result.returncode == 0, result.stdout + result.stderr
     rows = dict(migration_rows(url))
+    expected = {migration for app, migration in known_migrations() if app == "marketedge"}
+    assert expected <= set(rows)
+    assert all(count == 1 for count in rows.values()), rows
+
+
+def test_concurrent_releases_through_the_pooler_take_the_lock_directly(
+    pooler: PgBouncer,
+) -> None:
+    direct = fresh_database("marketedge_pooled_release")
+    through_pooler = pooler.url_for(direct)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(
+            pool.map(lambda _: run_release(through_pooler, DATABASE_DIRECT_URL=direct), range(3))
+        )
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+    rows = dict(migration_rows(direct))
     expected = {migration for app, migration in known_migrations() if app == "marketedge"}
     assert expected <= set(rows)
     assert all(count == 1 for count in rows.values()), rows

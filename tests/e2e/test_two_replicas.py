@@ -1,23 +1,32 @@
-"""Two app processes on one database, no proxy (PRODUCT §7): replicas are stateless."""
+"""Two app processes on one database (PRODUCT §7): replicas are stateless.
+
+They reach Postgres the scale-out way, through a transaction-pooling PgBouncer, with a
+direct connection only for LISTEN (DATABASE_DIRECT_URL); every per-process cache must
+still follow a change made anywhere within a second.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 
+import asyncpg
 import httpx
 import pytest
 
 from tests.support.auth import sign_in
 from tests.support.data import unique
+from tests.support.pgbouncer import PgBouncer
 from tests.support.processes import AppProcess, start_app
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(name="replicas", scope="module")
-def fx_replicas(database: str) -> Iterator[tuple[AppProcess, AppProcess]]:
-    first, second = start_app(database), start_app(database)
+def fx_replicas(database: str, pooler: PgBouncer) -> Iterator[tuple[AppProcess, AppProcess]]:
+    through_pooler = pooler.url_for(database)
+    direct = {"DATABASE_DIRECT_URL": database}
+    first, second = start_app(through_pooler, direct), start_app(through_pooler, direct)
     yield first, second
     first.stop()
     second.stop()
@@ -81,3 +90,48 @@ async def test_a_flag_change_on_one_replica_is_served_by_the_other_within_a_seco
     )
     assert switched.status_code == 200
     assert seconds_until(features_b, admin.cookies, key, False) < 1.0
+
+
+def me_name(replica: AppProcess, cookies: dict[str, str]) -> str:
+    response = httpx.get(f"{replica.base_url}/api/v1/auth/me", cookies=cookies)
+    assert response.status_code == 200, response.text
+    return str(response.json()["name"])
+
+
+async def test_a_change_to_a_user_is_in_every_replicas_cached_me_within_a_second(
+    replicas: tuple[AppProcess, AppProcess], database: str
+) -> None:
+    a, b = replicas
+    user = await sign_in()
+    for _ in range(3):  # both replicas have described this user and cached it
+        me_name(a, user.cookies), me_name(b, user.cookies)
+    renamed = unique("Renamed")
+    connection = await asyncpg.connect(database)  # a change made anywhere, even psql
+    try:
+        await connection.execute("UPDATE users SET name = $1 WHERE id = $2", renamed, user.user_id)
+    finally:
+        await connection.close()
+    started = time.monotonic()
+    while {me_name(a, user.cookies), me_name(b, user.cookies)} != {renamed}:
+        assert time.monotonic() - started < 1.0, "a replica still served the old /me"
+        time.sleep(0.02)
+
+
+async def test_replicas_serve_through_the_pooler_and_listen_directly(
+    replicas: tuple[AppProcess, AppProcess], database: str
+) -> None:
+    a, b = replicas
+    user = await sign_in()
+    for replica in (a, b):
+        checked = httpx.get(f"{replica.base_url}/api/v1/auth/session/check", cookies=user.cookies)
+        assert checked.status_code == 200
+        assert httpx.get(f"{replica.base_url}/api/v1/features", cookies=user.cookies).is_success
+    connection = await asyncpg.connect(database)
+    try:
+        listeners = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+            " 'marketedge-listener' AND client_addr IS NULL AND datname = current_database()"
+        )
+    finally:
+        await connection.close()
+    assert listeners >= 2  # one direct (unix-socket) LISTEN connection per replica

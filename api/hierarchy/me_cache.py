@@ -1,0 +1,77 @@
+"""Each user's encoded `/me`, kept per process and dropped on `me_changed` notices.
+
+A trigger (migration 2026-11-25T12:10) notifies `me_changed` with the user's id when their
+row, assignments or permission overrides change, and with an empty payload when nodes are
+renamed, moved or deleted. An entry also ends when one of the user's permission overrides
+expires, and after ME_SECONDS at most. Like every cache here it is trusted only while the
+LISTEN connection is up; without it each request describes the user afresh.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from api.auth.identity import Caller
+from api.bounded_cache import BoundedCache
+from api.db import fetch
+from api.notifications import listener
+
+CHANNEL = "me_changed"
+ME_SECONDS = 300.0
+ME_LIMIT = 100_000
+
+
+class MeCache:
+    def __init__(self) -> None:
+        # (user id, described as super-admin?) -> (monotonic expiry, encoded body)
+        self.entries: BoundedCache[tuple[int, bool], tuple[float, bytes]] = BoundedCache(ME_LIMIT)
+        self.generation = 0
+
+    def changed(self, payload: str | None) -> None:
+        """A notice: one user's entry goes, or (no user named) all of them."""
+        self.generation += 1
+        if payload and payload.isdigit():
+            self.entries.discard((int(payload), True))
+            self.entries.discard((int(payload), False))
+        else:
+            self.entries.clear()
+
+    def get(self, caller: Caller) -> bytes | None:
+        if not listener.connected:
+            return None
+        entry = self.entries.get((caller.user_id, caller.is_super_admin))
+        if entry is None or time.monotonic() > entry[0]:
+            return None
+        return entry[1]
+
+    def put(self, caller: Caller, until: float, body: bytes, generation: int) -> None:
+        if listener.connected and generation == self.generation:
+            self.entries.put((caller.user_id, caller.is_super_admin), (until, body))
+
+
+me_cache = MeCache()
+listener.on_payload(CHANNEL, me_cache.changed)
+
+
+async def described_me_json(caller: Caller) -> bytes:
+    """`describe_me(caller)` encoded, from the cache when it can be trusted."""
+    from api.hierarchy.me import describe_me  # me.py imports this module for its route
+
+    body = me_cache.get(caller)
+    if body is not None:
+        return body
+    generation = me_cache.generation
+    started = time.monotonic()
+    described = await describe_me(caller)
+    rows = await fetch(
+        "SELECT EXTRACT(EPOCH FROM min(expires_at) - now()) AS left"
+        " FROM hierarchy_permission_overrides WHERE user_id = $1 AND expires_at > now()",
+        caller.user_id,
+    )
+    left = rows[0]["left"] if rows else None
+    until = started + min(ME_SECONDS, float(left) if left is not None else ME_SECONDS)
+    body = msgspec.json.encode(described)
+    me_cache.put(caller, until, body, generation)
+    return body

@@ -1,0 +1,266 @@
+"""Real traffic: N users with live sessions, every request from the next user.
+
+`python -m bench.traffic [--quick] [--users 5000] [--seconds 10]` builds a database with
+N users (each assigned in a small hierarchy, a live session and a CSRF token), 200 flags
+and 1,000 overrides, starts one uvicorn process serving the app plus the bare Litestar
+endpoint, and drives each endpoint with wrk (1 thread, 64 keep-alive connections; a Lua
+script rotates the session cookie per request). Every endpoint is measured for one user
+and for N users, next to the bare endpoint measured in the same run and the same way.
+
+Targets (2 cores, one web process, N = 5,000): features >= 0.5 x bare and p99 <= 25 ms;
+session check >= 0.6 x bare and p99 <= 15 ms; /me >= 0.3 x bare and p99 <= 40 ms; for one
+user every endpoint's p99 within 3 x bare's p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from bench.common import BENCH_ENV, ROOT, Server, bench_database
+
+LUA = ROOT / "bench" / "rotate.lua"
+CONNECTIONS = 64
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str
+    body: str = ""
+    min_ratio: float | None = None
+    max_p99_ms: float | None = None
+
+
+ENDPOINTS = [
+    Endpoint("session check", "GET", "/api/v1/auth/session/check", min_ratio=0.6, max_p99_ms=15),
+    Endpoint("features (200 flags)", "GET", "/api/v1/features", min_ratio=0.5, max_p99_ms=25),
+    Endpoint("/me", "GET", "/api/v1/auth/me", min_ratio=0.3, max_p99_ms=40),
+    Endpoint("OFREP bulk (200 flags)", "POST", "/ofrep/v1/evaluate/flags", body='{"context":{}}'),
+]
+ONE_USER_P99_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class Measured:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    errors: int
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    return found
+
+
+def wrk_version() -> str:
+    out = subprocess.run([wrk_binary(), "-v"], capture_output=True, text=True, check=False)
+    return (out.stdout + out.stderr).strip().splitlines()[0]
+
+
+async def load(url: str, users: int) -> list[tuple[str, str]]:
+    """N users in an organization (three locations), sessions for each, 200 flags, 1,000
+    overrides and a few permission overrides. Returns (token, csrf) per user."""
+    from api.auth.sessions import csrf_token_for, hash_token, new_token
+
+    connection = await asyncpg.connect(url)
+    try:
+        # A benchmark's bulk load is not an administrative change: keep it out of the audit trail.
+        await connection.execute("SELECT set_config('app.audit_by_app', 'on', false)")
+        user_ids = [
+            row["id"]
+            for row in await connection.fetch(
+                "INSERT INTO users (oidc_issuer, oidc_subject, email, name)"
+                " SELECT 'bench', 'u' || i, 'u' || i || '@bench.test', 'User ' || i"
+                " FROM generate_series(1, $1::int) AS i RETURNING id",
+                users,
+            )
+        ]
+        org = await connection.fetchval(
+            "INSERT INTO organization_hierarchy (level, name, slug) VALUES ('organization',"
+            " 'Bench', 'bench') RETURNING id"
+        )
+        locations = [
+            await connection.fetchval(
+                "INSERT INTO organization_hierarchy (level, name, slug, parent_id) VALUES"
+                " ('location', $1, $2, $3) RETURNING id",
+                f"Location {i}",
+                f"loc-{i}",
+                org,
+            )
+            for i in range(3)
+        ]
+        await connection.executemany(
+            "INSERT INTO user_hierarchy_assignments (user_id, node_id, role, is_primary)"
+            " VALUES ($1, $2, $3, $4)",
+            [(user, locations[n % 3], "user", True) for n, user in enumerate(user_ids)]
+            + [(user, org, "viewer", False) for user in user_ids[::5]],
+        )
+        await connection.execute(
+            "INSERT INTO feature_flags (key, name, enabled, rollout_percentage)"
+            " SELECT 'flag-' || i, 'Flag ' || i, i % 10 <> 0, (i * 7) % 101 FROM"
+            " generate_series(1, 200) AS i"
+        )
+        # 1,000 overrides: 800 for four users (the one-user case among them), 200 for nodes.
+        await connection.execute(
+            "INSERT INTO feature_flag_overrides (flag_id, user_id, enabled, reason)"
+            " SELECT f.id, u, (f.id + u) % 2 = 0, 'bench' FROM feature_flags f,"
+            " unnest($1::int[]) AS u",
+            user_ids[:4],
+        )
+        await connection.execute(
+            "INSERT INTO feature_flag_overrides (flag_id, node_id, enabled, reason)"
+            " SELECT id, ($1::int[])[1 + id % 4], id % 3 = 0, 'bench' FROM feature_flags",
+            [org, *locations],
+        )
+        await connection.execute(
+            "INSERT INTO hierarchy_permission_overrides (user_id, node_id, permission, granted,"
+            " reason) SELECT u, $2::int, 'view_reports', true, 'bench' FROM unnest($1::int[]) u",
+            user_ids[::10],
+            org,
+        )
+        tokens = [new_token() for _ in user_ids]
+        await connection.executemany(
+            "INSERT INTO user_sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() +"
+            " interval '1 day')",
+            [(hash_token(t), u) for t, u in zip(tokens, user_ids, strict=True)],
+        )
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+    return [(token, csrf_token_for(token)) for token in tokens]
+
+
+def drive(server: Server, endpoint: Endpoint, sessions: Path, seconds: float) -> Measured:
+    """One wrk run: 1 thread, 64 connections, a cookie per request from `sessions`."""
+    command = [
+        wrk_binary(),
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        f"{server.base_url}{endpoint.path}",
+        "--",
+        str(sessions),
+        endpoint.method,
+        endpoint.path,
+        endpoint.body,
+        BENCH_ENV["PUBLIC_URL"],
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return Measured(
+        rps=result["requests"] / (result["duration_us"] / 1e6),
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        p999_ms=result["p999_us"] / 1000,
+        errors=result["socket_errors"] + result["status_errors"],
+    )
+
+
+def measure(users: int, seconds: float, warmup: float) -> list[tuple[str, int, Measured, Measured]]:
+    """(endpoint, users, measured, bare measured in the same run) for one and for N users."""
+    url = bench_database("marketedge_bench_traffic")
+    sessions = asyncio.run(load(url, users))
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {}
+        for count in (1, users):
+            files[count] = Path(scratch) / f"sessions-{count}.txt"
+            files[count].write_text("".join(f"{t} {c}\n" for t, c in sessions[:count]))
+        server = Server(url)
+        try:
+            bare_endpoint = Endpoint("bare", "GET", "/bare")
+            drive(server, bare_endpoint, files[1], warmup)
+            bare = {count: drive(server, bare_endpoint, files[count], seconds) for count in files}
+            for endpoint in ENDPOINTS:
+                for count, path in files.items():
+                    # Warm up long enough for every user to have been served once.
+                    drive(server, endpoint, path, warmup + count / 500)
+                    results.append((endpoint.name, count, drive(server, endpoint, path, seconds)))
+            bare_again = drive(server, bare_endpoint, files[users], seconds)
+        finally:
+            server.stop()
+    # The yardstick is the mean of the bare runs before and after, so drift shows less.
+    yardstick = {
+        1: bare[1],
+        users: Measured(
+            (bare[users].rps + bare_again.rps) / 2,
+            (bare[users].p50_ms + bare_again.p50_ms) / 2,
+            (bare[users].p99_ms + bare_again.p99_ms) / 2,
+            (bare[users].p999_ms + bare_again.p999_ms) / 2,
+            bare[users].errors + bare_again.errors,
+        ),
+    }
+    rows = [("bare endpoint", count, yardstick[count], yardstick[count]) for count in files]
+    rows += [(name, count, m, yardstick[count]) for name, count, m in results]
+    return rows
+
+
+def verdicts(name: str, users: int, one: bool, m: Measured, bare: Measured) -> tuple[str, bool]:
+    """The target for this row as text, and whether the measurement meets it."""
+    if name == "bare endpoint":
+        return "", True
+    if one:
+        limit = ONE_USER_P99_FACTOR * bare.p99_ms
+        return f"p99 <= {ONE_USER_P99_FACTOR:g} x bare p99 ({limit:.1f} ms)", m.p99_ms <= limit
+    endpoint = next(e for e in ENDPOINTS if e.name == name)
+    if endpoint.min_ratio is None or endpoint.max_p99_ms is None:
+        return "", True
+    ok = m.rps / bare.rps >= endpoint.min_ratio and m.p99_ms <= endpoint.max_p99_ms
+    return f">= {endpoint.min_ratio:g} x bare, p99 <= {endpoint.max_p99_ms:g} ms", ok
+
+
+def print_traffic_table(rows: list[tuple[str, int, Measured, Measured]]) -> bool:
+    print(
+        "| endpoint | users | req/s | x bare | p50 ms | p99 ms | p99.9 ms | errors | target | met |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    all_met = True
+    for name, users, m, bare in sorted(rows, key=lambda r: r[1]):
+        target, ok = verdicts(name, users, users == 1, m, bare)
+        ok = ok and m.errors == 0
+        all_met &= ok
+        print(
+            f"| {name} | {users:,} | {m.rps:,.0f} | {m.rps / bare.rps:.2f} | {m.p50_ms:.1f}"
+            f" | {m.p99_ms:.1f} | {m.p999_ms:.1f} | {m.errors} | {target} |"
+            f" {'yes' if ok else 'NO'} |"
+        )
+    return all_met
+
+
+def main(argv: list[str] | None = None) -> bool:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="3 s per run instead of 10 s")
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=None)
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    print(
+        f"load generator: {wrk_version()} ({wrk_binary()}), 1 thread, {CONNECTIONS}"
+        f" connections, {seconds:g} s per run; the session cookie rotates per request",
+        flush=True,
+    )
+    rows = measure(args.users, seconds, warmup=1.0 if args.quick else 2.0)
+    return print_traffic_table(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,104 @@
+"""Per-process caches (sessions, evaluated flags, /me): correct without the change
+listener, bounded with 100,000 users, and no database write per read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from api.auth.identity import Caller
+from api.auth.sessions import CACHE_LIMIT, hash_token, session_cache
+from api.db import fetch
+from api.flags.store import RESULT_LIMIT, UserFlags, flag_cache
+from api.hierarchy.me_cache import ME_LIMIT, me_cache
+from api.notifications import listener
+from tests.support.auth import sign_in
+
+USERS = 100_000
+
+
+@pytest.fixture(name="listening")
+def fx_listening() -> Iterator[None]:
+    """Pretend change notices arrive, so the caches fill; empty them afterwards."""
+    listener.connected = True
+    yield
+    listener.connected = False
+    session_cache.clear()
+    flag_cache.invalidate()
+    me_cache.changed(None)
+
+
+def test_caches_stay_bounded_with_100k_distinct_users(listening: None) -> None:
+    expires = datetime(2100, 1, 1, tzinfo=UTC)
+    for user in range(USERS + 5):
+        caller = Caller(user, f"u{user}@example.test", False, "session", user, "csrf", expires)
+        session_cache.put(f"token-{user}", caller)
+        session_cache.answers.put(user, (caller, b"{}"))
+        flag_cache.keep_results(user, None, UserFlags(1e12, b"", b"", b""), flag_cache.generation)
+        me_cache.put(caller, 1e12, b"{}", me_cache.generation)
+    assert len(session_cache) == CACHE_LIMIT <= USERS
+    assert len(session_cache.answers) == CACHE_LIMIT
+    assert len(flag_cache.results) == RESULT_LIMIT <= USERS
+    assert len(me_cache.entries) == ME_LIMIT <= USERS
+    # The most recent users are the ones kept.
+    assert session_cache.get(f"token-{USERS + 4}") is not None
+    assert session_cache.get("token-0") is None
+
+
+async def test_without_the_listener_every_request_sees_the_database(
+    client: httpx.AsyncClient,
+) -> None:
+    assert not listener.connected
+    user = await sign_in()
+    client.cookies.update(user.cookies)
+    assert (await client.get("/api/v1/auth/me")).status_code == 200
+    assert (await client.get("/api/v1/auth/session/check")).status_code == 200
+    await fetch("UPDATE users SET name = 'Renamed at once' WHERE id = $1", user.user_id)
+    assert (await client.get("/api/v1/auth/me")).json()["name"] == "Renamed at once"
+    await fetch("DELETE FROM user_sessions WHERE user_id = $1", user.user_id)
+    assert (await client.get("/api/v1/auth/session/check")).status_code == 401
+    assert len(session_cache) == 0
+    assert len(me_cache.entries) == 0
+
+
+async def touches(token: str) -> tuple[datetime, int]:
+    rows = await fetch(
+        "SELECT last_seen_at, xmin::text::bigint AS version FROM user_sessions"
+        " WHERE token_hash = $1",
+        hash_token(token),
+    )
+    return rows[0]["last_seen_at"], rows[0]["version"]
+
+
+async def test_reading_a_session_writes_last_seen_at_at_most_once_a_minute(
+    client: httpx.AsyncClient,
+) -> None:
+    assert not listener.connected  # the uncached path: every request reads the session row
+    user = await sign_in()
+    client.cookies.update(user.cookies)
+    await fetch(
+        "UPDATE user_sessions SET last_seen_at = now() - interval '30 seconds'"
+        " WHERE token_hash = $1",
+        hash_token(user.token),
+    )
+    before = await touches(user.token)
+    for _ in range(20):
+        assert (await client.get("/api/v1/auth/session/check")).status_code == 200
+    assert await touches(user.token) == before  # seen 30 s ago: no write at all
+    await fetch(
+        "UPDATE user_sessions SET last_seen_at = now() - interval '90 seconds'"
+        " WHERE token_hash = $1",
+        hash_token(user.token),
+    )
+    stale = await touches(user.token)
+    assert (await client.get("/api/v1/auth/session/check")).status_code == 200
+    touched = await touches(user.token)
+    assert touched[0] > stale[0]
+    assert touched[1] != stale[1]
+    for _ in range(20):
+        assert (await client.get("/api/v1/features")).status_code == 200
+        assert (await client.get("/api/v1/auth/session/check")).status_code == 200
+    assert await touches(user.token) == touched  # one write for the minute, not one per read
