@@ -27,7 +27,7 @@ class User(Table, tablename="users"):
     @classmethod
     def get_readable(cls) -> Readable:
         """How the admin names a person in lists and pickers, searchable by e-mail or name."""
-        return Readable(template="%s (%s)", columns=[cls.email, cls.name])
+        return Readable(template="%s %s", columns=[cls.email, cls.name])
 
 
 class SuperAdminGrant(Table, tablename="super_admin_grants"):

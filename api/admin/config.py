@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.staticfiles import StaticFiles
 
+from api.admin.answers import AdminAnswers
 from api.admin.rules import (
     WriteRules,
     check_expiry,
@@ -161,6 +162,7 @@ def table_configs() -> list[TableConfig]:
                 FeatureFlagOverride.node_id,
             ],
             menu_group="Feature flags",
+            order_by=[OrderBy(FeatureFlagOverride.id, ascending=False)],
         ),
         _table(
             HierarchyNode,
@@ -196,6 +198,7 @@ def table_configs() -> list[TableConfig]:
                 UserHierarchyAssignment.role,
             ],
             menu_group="Organisation",
+            order_by=[OrderBy(UserHierarchyAssignment.id, ascending=False)],
         ),
         _table(
             HierarchyPermissionOverride,
@@ -216,6 +219,7 @@ def table_configs() -> list[TableConfig]:
                 HierarchyPermissionOverride.permission,
             ],
             menu_group="Organisation",
+            order_by=[OrderBy(HierarchyPermissionOverride.id, ascending=False)],
         ),
         _table(
             User,
@@ -279,7 +283,7 @@ def build_admin() -> Any:
         '<link rel="stylesheet" href="./marketedge/admin.css">'
         '<script defer src="./marketedge/admin.js"></script></head>',
     )
-    return admin
+    return AdminAnswers(admin)
 
 
 class WhatUserSees(pydantic.BaseModel):

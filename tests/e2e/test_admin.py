@@ -301,3 +301,97 @@ async def test_admin_name_changes_are_audited(server: AppProcess) -> None:
     )
     assert [r["actor_id"] for r in rows] == [admin.user_id]
     assert '"given_name": "Renamed"' in rows[0]["after"]
+
+
+async def test_the_admins_former_500s_are_clear_4xx(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    key = await make_flag(rollout="10")
+    flag = (await fetch("SELECT id FROM feature_flags WHERE key = $1", key))[0]["id"]
+    with admin_client(server, admin) as client:
+        new_id = client.patch(
+            f"/admin/api/tables/feature_flags/{flag}/", json={"id": 99}, headers=csrf(client)
+        )
+        assert new_id.status_code == 422, new_id.text
+        assert new_id.json()["detail"][0]["msg"] == "cannot be changed here"
+        by_secret = client.get("/admin/api/tables/users/?__order=-password")
+        assert by_secret.status_code == 400, by_secret.text
+        form = client.post(
+            "/admin/api/forms/what-a-user-sees/",
+            content=b"email=someone%40example.com",
+            headers={**csrf(client), "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert form.status_code == 415, form.text
+    assert (await fetch("SELECT id FROM feature_flags WHERE key = $1", key))[0]["id"] == flag
+
+
+async def test_fields_the_admin_does_not_edit_are_refused_not_written(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    other = await sign_in()
+    key = await make_flag(rollout="10")
+    flag = (await fetch("SELECT id, created_by_id FROM feature_flags WHERE key = $1", key))[0]
+    with admin_client(server, admin) as client:
+        for table, row, body in (
+            ("feature_flags", flag["id"], {"created_by_id": other.user_id}),
+            ("users", other.user_id, {"is_super_admin": True}),
+            ("users", other.user_id, {"email": "someone-else@example.com"}),
+        ):
+            answer = client.patch(
+                f"/admin/api/tables/{table}/{row}/", json=body, headers=csrf(client)
+            )
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["detail"][0]["msg"] == "cannot be changed here"
+    after = (await fetch("SELECT created_by_id FROM feature_flags WHERE id = $1", flag["id"]))[0]
+    assert after["created_by_id"] == flag["created_by_id"]
+    user = (await fetch("SELECT is_super_admin, email FROM users WHERE id = $1", other.user_id))[0]
+    assert (user["is_super_admin"], user["email"]) == (False, other.email)
+
+
+async def test_a_form_sent_back_whole_changes_only_what_changed(server: AppProcess) -> None:
+    """The admin's forms send every field, timestamps cut to seconds: only the edit lands."""
+    admin = await sign_in(super_admin=True)
+    key = await make_flag(rollout="10")
+    with admin_client(server, admin) as client:
+        flag = (await fetch("SELECT * FROM feature_flags WHERE key = $1", key))[0]
+        row = client.get(f"/admin/api/tables/feature_flags/{flag['id']}/").json()
+        row["created_at"] = flag["created_at"].replace(microsecond=0).isoformat()
+        row["updated_at"] = flag["updated_at"].replace(microsecond=0).isoformat()
+        row["name"] = "Only the name changed"
+        saved = client.patch(
+            f"/admin/api/tables/feature_flags/{flag['id']}/", json=row, headers=csrf(client)
+        )
+        assert saved.status_code == 200, saved.text
+    after = (await fetch("SELECT * FROM feature_flags WHERE id = $1", flag["id"]))[0]
+    assert after["name"] == "Only the name changed"
+    assert after["created_at"] == flag["created_at"]
+    changes = await fetch(
+        "SELECT changes FROM audit_logs WHERE action = 'feature_flag.update' AND resource_id = $1",
+        str(flag["id"]),
+    )
+    assert len(changes) == 1
+    lines = changes[0]["changes"].splitlines()
+    assert f"name: {flag['name']} → Only the name changed" in lines
+    assert not any(
+        line.startswith(("created_at", "updated_at", "key:", "enabled")) for line in lines
+    )
+
+
+async def test_a_refused_write_reads_as_a_sentence(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    user = await sign_in()
+    key = await make_flag(rollout="10")
+    flag = (await fetch("SELECT id FROM feature_flags WHERE key = $1", key))[0]["id"]
+    body = {"flag_id": flag, "user_id": user.user_id, "enabled": True, "reason": "twice"}
+    with admin_client(server, admin) as client:
+        first = client.post(
+            "/admin/api/tables/feature_flag_overrides/", json=body, headers=csrf(client)
+        )
+        assert first.status_code == 201, first.text
+        again = client.post(
+            "/admin/api/tables/feature_flag_overrides/", json=body, headers=csrf(client)
+        )
+    assert again.status_code == 422, again.text
+    assert again.json() == {
+        "custom_form_error": "This person already has an override for this flag."
+    }
+    rows = await fetch("SELECT count(*) AS n FROM feature_flag_overrides WHERE flag_id = $1", flag)
+    assert rows[0]["n"] == 1
