@@ -276,7 +276,8 @@ def build_admin() -> Any:
         read_only=False,
     )
     # Our additions to the admin's page: the audit log's pages without write controls
-    # (Piccolo Admin has no per-table read-only switch) and readable form results.
+    # (Piccolo Admin has no per-table read-only switch: piccolo-orm/piccolo_admin#138),
+    # a flag's overrides link and readable form results.
     admin.mount("/marketedge", StaticFiles(directory=STATIC))
     admin.template = admin.template.replace(
         "</head>",

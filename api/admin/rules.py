@@ -1,5 +1,8 @@
 """What a super-admin may write through Piccolo Admin, checked by the API's own rules.
 
+Configured through piccolo_api's own hooks (pre_save, pre_patch), not by patching it:
+piccolo_admin has no read-only columns (piccolo-orm/piccolo_admin#138).
+
 Piccolo Admin's forms send every field of the row back on save, timestamps cut to whole
 seconds included. So each write keeps only the fields of the table's editable set whose
 value really changed; a changed field outside that set is refused with a sentence, never

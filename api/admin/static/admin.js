@@ -1,7 +1,8 @@
 // MarketEdge additions to Piccolo Admin's page (see api/admin/config.py).
-// Piccolo Admin has no per-table read-only switch: mark the audit log's pages so that
-// admin.css hides their write controls, and title a record "View", not "Edit". A flag's
-// page links straight to its overrides.
+// Piccolo Admin has no per-table read-only switch (upstream: piccolo-orm/piccolo_admin#138,
+// read-only columns in TableConfig, open; PR #289 closed unmerged): mark the audit log's
+// pages so that admin.css hides their write controls, and title a record "View", not
+// "Edit". A flag's page links straight to its overrides.
 (function () {
   "use strict";
   var READ_ONLY = ["audit_logs"];
