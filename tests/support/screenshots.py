@@ -23,9 +23,11 @@ PAGES = {
 
 def main() -> None:
     apply_test_env()
+    import httpx
     from oidc_provider_mock import run_server_in_thread
     from playwright.sync_api import sync_playwright
 
+    from api.demo import PROVIDER_USERS
     from tests.support.databases import fresh_database
     from tests.support.processes import child_env, run_release, start_app
 
@@ -36,6 +38,9 @@ def main() -> None:
         issuer = f"http://localhost:{provider.server_port}"
         env = child_env(database, OIDC_ISSUER=issuer)
         subprocess.run([sys.executable, "-m", "api.demo"], cwd=ROOT, env=env, check=True)
+        for claims in PROVIDER_USERS:  # verified e-mails and names, as `make run` has them
+            profile = {k: v for k, v in claims.items() if k != "sub"}
+            httpx.put(f"{issuer}/users/{claims['sub']}", json=profile, timeout=5)
         app = start_app(database, env={"OIDC_ISSUER": issuer})
         try:
             with sync_playwright() as playwright:
@@ -55,7 +60,7 @@ def main() -> None:
                         page.wait_for_selector("[data-uitest=save_button]")
                     else:
                         page.goto(f"{app.base_url}/admin/{route}")
-                        page.wait_for_selector("table")
+                        page.wait_for_selector("table:not(.column_list) tbody tr")
                     page.wait_for_timeout(500)
                     page.screenshot(path=str(ROOT / "docs" / name))
                     print(f"docs/{name}")
