@@ -13,7 +13,17 @@ import json
 import re
 from typing import Any
 
-from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPDisconnectEvent,
+    HTTPReceiveMessage,
+    HTTPRequestEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 SENTENCES = {
     "feature_flags_key_key": "Another flag already has this key.",
@@ -77,10 +87,19 @@ class AdminAnswers:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         unsafe = scope.get("method") in ("POST", "PATCH", "PUT", "DELETE")
-        if scope.get("method") in ("POST", "PATCH", "PUT") and not _is_json(scope):
-            body = b'{"detail":"Send the form as JSON (Content-Type: application/json)"}'
-            await _respond(send, 415, [(b"content-type", b"application/json")], body)
-            return
+        if scope.get("method") in ("POST", "PATCH", "PUT"):
+            if not _is_json(scope):
+                body = b'{"detail":"Send the form as JSON (Content-Type: application/json)"}'
+                await _respond(send, 415, [(b"content-type", b"application/json")], body)
+                return
+            # Its endpoints unpack the body as keyword arguments: only an object will do.
+            # (Its size and depth were bounded before this by api/request_limits.py.)
+            received = await _read_body(receive)
+            if not isinstance(_parsed(received), dict):
+                body = b'{"detail":"The body must be a JSON object"}'
+                await _respond(send, 400, [(b"content-type", b"application/json")], body)
+                return
+            receive = _replay(received)
         if not unsafe:
             await self.app(scope, receive, send)
             return
@@ -102,6 +121,40 @@ class AdminAnswers:
             await send(message)
 
         await self.app(scope, receive, reword)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> HTTPReceiveMessage:
+        nonlocal sent
+        if not sent:
+            sent = True
+            request: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+            return request
+        disconnect: HTTPDisconnectEvent = {"type": "http.disconnect"}
+        return disconnect
+
+    return receive
+
+
+def _parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 async def _respond(

@@ -395,3 +395,37 @@ async def test_a_refused_write_reads_as_a_sentence(server: AppProcess) -> None:
     }
     rows = await fetch("SELECT count(*) AS n FROM feature_flag_overrides WHERE flag_id = $1", flag)
     assert rows[0]["n"] == 1
+
+
+async def test_no_admin_endpoint_answers_5xx_to_odd_requests(server: AppProcess) -> None:
+    """The admin's API, prodded as an attacker would: every answer is a clear 4xx or a 2xx."""
+    admin = await sign_in(super_admin=True)
+    tables = [
+        "feature_flags", "feature_flag_overrides", "organization_hierarchy",
+        "user_hierarchy_assignments", "hierarchy_permission_overrides", "users", "audit_logs",
+    ]  # fmt: skip
+    odd_queries = [
+        "__order=bogus", "__order=-password", "__page=abc", "__page_size=-1", "__page_size=x",
+        "id=abc", "unknown=1", "__visible_fields=nope", "__readable=maybe", "created_at=yesterday",
+    ]  # fmt: skip
+    odd_bodies: list[object] = [[1], "text", 7, None, {}, {"id": "x"}, {"nope": 1}]
+    seen: list[tuple[str, str, int]] = []
+    with admin_client(server, admin) as client:
+        for table in tables:
+            base = f"/admin/api/tables/{table}/"
+            for query in odd_queries:
+                seen.append(("GET", f"{base}?{query}", client.get(f"{base}?{query}").status_code))
+            for path in (f"{base}999999/", f"{base}abc/", f"{base}ids/?search=%25", f"{base}new/"):
+                seen.append(("GET", path, client.get(path).status_code))
+            for body in odd_bodies:
+                for method, path in (("POST", base), ("PATCH", f"{base}999999/")):
+                    answer = client.request(method, path, json=body, headers=csrf(client))
+                    seen.append((method, f"{path} {body!r}", answer.status_code))
+            answer = client.delete(f"{base}999999/", headers=csrf(client))
+            seen.append(("DELETE", f"{base}999999/", answer.status_code))
+        for body in odd_bodies:
+            answer = client.post(
+                "/admin/api/forms/what-a-user-sees/", json=body, headers=csrf(client)
+            )
+            seen.append(("POST", f"form {body!r}", answer.status_code))
+    assert [s for s in seen if s[2] >= 500] == []
