@@ -15,6 +15,7 @@ from litestar.types import ASGIApp, ControllerRouterHandler
 
 from api.admin.mount import admin_mount
 from api.audit import list_audit_logs
+from api.auth.deps import CALLER
 from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.errors import EXCEPTION_HANDLERS
 from api.flags.admin import flags_admin_router
@@ -88,6 +89,7 @@ def create_app(
     db_backed = Router(
         path="/",
         before_request=require_schema,
+        dependencies=CALLER,
         route_handlers=[
             home,
             login,

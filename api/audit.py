@@ -19,9 +19,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import get
 from litestar.connection import ASGIConnection
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, QueryParameter
 
-from api.auth.guards import require_super_admin
+from api.auth.deps import SUPER_ADMIN
 from api.auth.identity import Caller, settings_of
 from api.client_ip import client_ip
 from api.db import engine, fetch
@@ -167,17 +168,20 @@ class AuditPage(msgspec.Struct):
     "/api/v1/admin/audit-logs",
     tags=["admin"],
     operation_id="listAuditLogs",
-    guards=[require_super_admin],
+    dependencies=SUPER_ADMIN,
 )
 async def list_audit_logs(
-    actor_id: int | None = None,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before_id: Annotated[int | None, Parameter(description="cursor: next_cursor of a page")] = None,
-    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    caller: NamedDependency[Caller],
+    actor_id: FromQuery[int | None] = None,
+    resource_type: FromQuery[str | None] = None,
+    resource_id: FromQuery[str | None] = None,
+    action: FromQuery[str | None] = None,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
+    before_id: Annotated[
+        int | None, QueryParameter(description="cursor: next_cursor of a page")
+    ] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
 ) -> AuditPage:
     """The audit trail, newest first, filtered; follow `next_cursor` for older entries."""
     query = AuditLog.select(*AUDIT_ENTRY_COLUMNS).output(load_json=True)

@@ -21,6 +21,7 @@ from litestar.types import ASGIApp  # noqa: E402
 from api.app import create_app  # noqa: E402
 from api.release import run_release  # noqa: E402
 from api.settings import get_settings  # noqa: E402
+from tests.support.http import SessionClient  # noqa: E402
 
 
 @pytest.fixture(name="database", scope="session", autouse=True)
@@ -43,5 +44,5 @@ def fx_app() -> ASGIApp:
 @pytest.fixture(name="client")
 async def fx_client(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
         yield client

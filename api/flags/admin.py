@@ -14,15 +14,16 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Request, Router, delete, get, patch, post
-from litestar.params import FromPath, FromQuery
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from api.audit import audited_change
-from api.auth.guards import provide_caller, require_super_admin
+from api.auth.deps import SUPER_ADMIN
 from api.auth.identity import Caller
 from api.errors import Conflict, NotFound
 from api.flags.store import flag_cache
 from api.flags.validation import validate_flag_changes, validate_override
-from api.request_body import require_strict_body
+from api.schema import require_schema_and_strict_body
 from tables.flags import FeatureFlag, FeatureFlagOverride
 from tables.hierarchy import HierarchyNode
 from tables.users import User
@@ -118,7 +119,9 @@ async def _load(key: str, *, lock: bool = False) -> Flag:
 
 
 @get("/", operation_id="listFlags")
-async def list_flags(include_archived: FromQuery[bool] = False) -> list[Flag]:
+async def list_flags(
+    caller: NamedDependency[Caller], include_archived: FromQuery[bool] = False
+) -> list[Flag]:
     query = FeatureFlag.select(*FLAG_COLUMNS).order_by(FeatureFlag.key)
     if not include_archived:
         query = query.where(FeatureFlag.archived == False)  # noqa: E712
@@ -126,7 +129,9 @@ async def list_flags(include_archived: FromQuery[bool] = False) -> list[Flag]:
 
 
 @post("/", operation_id="createFlag", status_code=201)
-async def create_flag(request: Request[Any, Any, Any], caller: Caller, data: FlagCreate) -> Flag:
+async def create_flag(
+    request: Request[Any, Any, Any], caller: NamedDependency[Caller], data: JSONBody[FlagCreate]
+) -> Flag:
     fields = validate_flag_changes(msgspec.to_builtins(data))
     row = FeatureFlag(
         key=fields["key"],
@@ -153,7 +158,7 @@ async def create_flag(request: Request[Any, Any, Any], caller: Caller, data: Fla
 
 
 @get("/{key:str}", operation_id="getFlag")
-async def get_flag(key: FromPath[str]) -> Flag:
+async def get_flag(caller: NamedDependency[Caller], key: FromPath[str]) -> Flag:
     return await _load(key)
 
 
@@ -188,7 +193,10 @@ async def _apply(
 
 @patch("/{key:str}", operation_id="updateFlag")
 async def update_flag(
-    request: Request[Any, Any, Any], caller: Caller, key: FromPath[str], data: FlagUpdate
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    key: FromPath[str],
+    data: JSONBody[FlagUpdate],
 ) -> Flag:
     """Change name, description, kill switch or rollout; `version` must be the current one."""
     changes = {k: v for k, v in msgspec.to_builtins(data).items() if k != "version"}
@@ -203,14 +211,17 @@ class ArchiveRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 @post("/{key:str}/archive", operation_id="archiveFlag", status_code=200)
 async def archive_flag(
-    request: Request[Any, Any, Any], caller: Caller, key: FromPath[str], data: ArchiveRequest
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    key: FromPath[str],
+    data: JSONBody[ArchiveRequest],
 ) -> Flag:
     """Archive (never delete): the flag disappears from evaluation, its history stays."""
     return await _apply(request, caller, key, data.version, {"archived": True})
 
 
 @get("/{key:str}/overrides", operation_id="listFlagOverrides")
-async def list_overrides(key: FromPath[str]) -> list[Override]:
+async def list_overrides(caller: NamedDependency[Caller], key: FromPath[str]) -> list[Override]:
     flag = await _load(key)
     rows = (
         await FeatureFlagOverride.select(*OVERRIDE_COLUMNS)
@@ -222,7 +233,10 @@ async def list_overrides(key: FromPath[str]) -> list[Override]:
 
 @post("/{key:str}/overrides", operation_id="createFlagOverride", status_code=201)
 async def create_override(
-    request: Request[Any, Any, Any], caller: Caller, key: FromPath[str], data: OverrideCreate
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    key: FromPath[str],
+    data: JSONBody[OverrideCreate],
 ) -> Override:
     validate_override(
         user_id=data.user_id,
@@ -267,7 +281,10 @@ async def create_override(
 
 @delete("/{key:str}/overrides/{override_id:int}", operation_id="deleteFlagOverride")
 async def delete_override(
-    request: Request[Any, Any, Any], caller: Caller, key: FromPath[str], override_id: FromPath[int]
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    key: FromPath[str],
+    override_id: FromPath[int],
 ) -> None:
     async with audited_change(
         "feature_flag_override.deleted",
@@ -291,10 +308,9 @@ async def delete_override(
 
 
 flags_admin_router = Router(
-    before_request=require_strict_body,
+    before_request=require_schema_and_strict_body,
     path="/api/v1/admin/feature-flags",
-    guards=[require_super_admin],
-    dependencies={"caller": provide_caller},
+    dependencies=SUPER_ADMIN,  # every handler names `caller`: that is the super-admin check
     tags=["admin"],
     route_handlers=[
         list_flags,

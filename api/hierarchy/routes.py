@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.auth.guards import provide_caller, require_user
 from api.auth.identity import Caller
 from api.db import fetch
 from api.errors import NotFound
@@ -41,7 +41,7 @@ from api.hierarchy.schemas import (
     UserUpdate,
     VisibleUser,
 )
-from api.request_body import require_strict_body
+from api.schema import require_schema_and_strict_body
 from tables.enums import Permission
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
 from tables.users import User
@@ -59,13 +59,15 @@ Request_ = Request[Any, Any, Any]
 
 
 @post("/organizations", operation_id="createOrganization", status_code=201)
-async def create_organization(request: Request_, caller: Caller, data: OrganizationCreate) -> Node:
+async def create_organization(
+    request: Request_, caller: NamedDependency[Caller], data: JSONBody[OrganizationCreate]
+) -> Node:
     """Super-admins only: a new tenant, optionally claiming e-mail domains for provisioning."""
     return await service.create_organization(request, caller, data)
 
 
 @get("/organizations", operation_id="listOrganizations")
-async def list_organizations(caller: Caller) -> list[Node | OrganizationSummary]:
+async def list_organizations(caller: NamedDependency[Caller]) -> list[Node | OrganizationSummary]:
     """Organizations the caller belongs to (every one for super-admins): the whole row where
     the caller may read the organization node, elsewhere only its id, name and slug."""
     ids = [
@@ -88,13 +90,13 @@ async def list_organizations(caller: Caller) -> list[Node | OrganizationSummary]
 
 
 @get("/nodes/{node_id:int}", operation_id="getNode")
-async def get_node(caller: Caller, node_id: FromPath[int]) -> Node:
+async def get_node(caller: NamedDependency[Caller], node_id: FromPath[int]) -> Node:
     await require_permission(caller, node_id, Permission.read)
     return await service.load_node(node_id)
 
 
 @get("/nodes/{node_id:int}/children", operation_id="listChildren")
-async def list_children(caller: Caller, node_id: FromPath[int]) -> list[Node]:
+async def list_children(caller: NamedDependency[Caller], node_id: FromPath[int]) -> list[Node]:
     await require_permission(caller, node_id, Permission.read)
     rows = (
         await HierarchyNode.select(*service.NODE_COLUMNS)
@@ -106,7 +108,10 @@ async def list_children(caller: Caller, node_id: FromPath[int]) -> list[Node]:
 
 @post("/nodes/{node_id:int}/children", operation_id="createChildNode", status_code=201)
 async def create_child(
-    request: Request_, caller: Caller, node_id: FromPath[int], data: NodeCreate
+    request: Request_,
+    caller: NamedDependency[Caller],
+    node_id: FromPath[int],
+    data: JSONBody[NodeCreate],
 ) -> Node:
     """Needs `manage_settings` at the parent; the level follows from the parent's."""
     return await service.create_child(request, caller, node_id, data)
@@ -114,25 +119,34 @@ async def create_child(
 
 @patch("/nodes/{node_id:int}", operation_id="updateNode")
 async def update_node(
-    request: Request_, caller: Caller, node_id: FromPath[int], data: NodeUpdate
+    request: Request_,
+    caller: NamedDependency[Caller],
+    node_id: FromPath[int],
+    data: JSONBody[NodeUpdate],
 ) -> Node:
     """Rename, re-slug, change settings or (de)activate: `manage_settings` at the node."""
     return await service.update_node(request, caller, node_id, data)
 
 
 @post("/nodes/{node_id:int}/move", operation_id="moveNode", status_code=200)
-async def move_node(request: Request_, caller: Caller, node_id: FromPath[int], data: Move) -> Node:
+async def move_node(
+    request: Request_, caller: NamedDependency[Caller], node_id: FromPath[int], data: JSONBody[Move]
+) -> Node:
     """Move a node (and its subtree, atomically) under a new parent: `manage_settings` at both."""
     return await service.move_node(request, caller, node_id, data.parent_id)
 
 
 @post("/nodes/{node_id:int}/deactivate", operation_id="deactivateNode", status_code=200)
-async def deactivate_node(request: Request_, caller: Caller, node_id: FromPath[int]) -> Node:
+async def deactivate_node(
+    request: Request_, caller: NamedDependency[Caller], node_id: FromPath[int]
+) -> Node:
     return await service.update_node(request, caller, node_id, NodeUpdate(is_active=False))
 
 
 @get("/nodes/{node_id:int}/assignments", operation_id="listAssignments")
-async def list_assignments(caller: Caller, node_id: FromPath[int]) -> list[Assignment]:
+async def list_assignments(
+    caller: NamedDependency[Caller], node_id: FromPath[int]
+) -> list[Assignment]:
     await require_permission(caller, node_id, Permission.read)
     rows = (
         await UserHierarchyAssignment.select(*service.ASSIGNMENT_COLUMNS)
@@ -144,7 +158,10 @@ async def list_assignments(caller: Caller, node_id: FromPath[int]) -> list[Assig
 
 @post("/nodes/{node_id:int}/assignments", operation_id="createAssignment", status_code=201)
 async def create_assignment(
-    request: Request_, caller: Caller, node_id: FromPath[int], data: AssignmentCreate
+    request: Request_,
+    caller: NamedDependency[Caller],
+    node_id: FromPath[int],
+    data: JSONBody[AssignmentCreate],
 ) -> Assignment:
     """`manage_users` at the node, and the caller must hold every permission of the role."""
     return await service.assign_role(request, caller, node_id, data)
@@ -152,20 +169,25 @@ async def create_assignment(
 
 @patch("/assignments/{assignment_id:int}", operation_id="updateAssignment")
 async def update_assignment(
-    request: Request_, caller: Caller, assignment_id: FromPath[int], data: AssignmentUpdate
+    request: Request_,
+    caller: NamedDependency[Caller],
+    assignment_id: FromPath[int],
+    data: JSONBody[AssignmentUpdate],
 ) -> Assignment:
     return await service.update_assignment(request, caller, assignment_id, data)
 
 
 @delete("/assignments/{assignment_id:int}", operation_id="deleteAssignment")
 async def delete_assignment(
-    request: Request_, caller: Caller, assignment_id: FromPath[int]
+    request: Request_, caller: NamedDependency[Caller], assignment_id: FromPath[int]
 ) -> None:
     await service.remove_assignment(request, caller, assignment_id)
 
 
 @get("/nodes/{node_id:int}/permission-overrides", operation_id="listPermissionOverrides")
-async def list_overrides(caller: Caller, node_id: FromPath[int]) -> list[PermissionOverrideRow]:
+async def list_overrides(
+    caller: NamedDependency[Caller], node_id: FromPath[int]
+) -> list[PermissionOverrideRow]:
     await require_permission(caller, node_id, Permission.manage_users)
     rows = (
         await HierarchyPermissionOverride.select(*service.OVERRIDE_COLUMNS)
@@ -181,22 +203,25 @@ async def list_overrides(caller: Caller, node_id: FromPath[int]) -> list[Permiss
     status_code=201,
 )
 async def create_override(
-    request: Request_, caller: Caller, node_id: FromPath[int], data: OverrideCreate
+    request: Request_,
+    caller: NamedDependency[Caller],
+    node_id: FromPath[int],
+    data: JSONBody[OverrideCreate],
 ) -> PermissionOverrideRow:
     """Grant or revoke one permission for one user here (optionally until `expires_at`)."""
     return await service.set_override(request, caller, node_id, data)
 
 
 @delete("/permission-overrides/{override_id:int}", operation_id="deletePermissionOverride")
-async def delete_override(request: Request_, caller: Caller, override_id: FromPath[int]) -> None:
+async def delete_override(
+    request: Request_, caller: NamedDependency[Caller], override_id: FromPath[int]
+) -> None:
     await service.remove_override(request, caller, override_id)
 
 
 hierarchy_router = Router(
-    before_request=require_strict_body,
+    before_request=require_schema_and_strict_body,
     path="/api/v1/hierarchy",
-    guards=[require_user],
-    dependencies={"caller": provide_caller},
     tags=["hierarchy"],
     route_handlers=[
         create_organization,
@@ -233,7 +258,7 @@ ORDER BY u.id LIMIT $3 OFFSET $4
 
 @get("/", operation_id="listUsers")
 async def list_users(
-    caller: Caller,
+    caller: NamedDependency[Caller],
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     offset: Annotated[int, QueryParameter(ge=0, le=10_000_000)] = 0,
 ) -> list[VisibleUser]:
@@ -244,7 +269,7 @@ async def list_users(
 
 @get("/{user_id:int}/effective-permissions", operation_id="getEffectivePermissions")
 async def effective_permissions(
-    caller: Caller, user_id: FromPath[int], node_id: FromQuery[int]
+    caller: NamedDependency[Caller], user_id: FromPath[int], node_id: FromQuery[int]
 ) -> EffectivePermissions:
     """A user's permissions at a node, each with its reason. Yourself, or `manage_users` there
     and the user within your reach (others answer 404 exactly like an unknown user id)."""
@@ -276,17 +301,18 @@ async def effective_permissions(
 
 @patch("/{user_id:int}", operation_id="updateUser")
 async def update_user(
-    request: Request_, caller: Caller, user_id: FromPath[int], data: UserUpdate
+    request: Request_,
+    caller: NamedDependency[Caller],
+    user_id: FromPath[int],
+    data: JSONBody[UserUpdate],
 ) -> UserFlags:
     """Super-admins: deactivate (ending every session at once) or grant/revoke super-admin."""
     return await service.update_user_flags(request, caller, user_id, data)
 
 
 users_router = Router(
-    before_request=require_strict_body,
+    before_request=require_schema_and_strict_body,
     path="/api/v1/users",
-    guards=[require_user],
-    dependencies={"caller": provide_caller},
     tags=["users"],
     route_handlers=[list_users, effective_permissions, update_user],
 )
