@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -15,6 +14,8 @@ from litestar.types import ASGIApp, ControllerRouterHandler
 
 from api.admin.mount import admin_mount
 from api.audit import list_audit_logs
+from api.auth.deps import CALLER
+from api.auth.rate_limit import auth_limiter
 from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.errors import EXCEPTION_HANDLERS
 from api.flags.admin import flags_admin_router
@@ -38,10 +39,6 @@ from api.settings import Settings, get_settings
 logger = logging.getLogger("api.app")
 
 
-def db_pool_size() -> int:
-    return int(os.environ.get("DB_POOL_SIZE", "10"))
-
-
 @asynccontextmanager
 async def database_pool(app: Litestar) -> AsyncIterator[None]:
     """Open the pool lazily (min_size=0) so the app starts even while the database is down."""
@@ -50,7 +47,7 @@ async def database_pool(app: Litestar) -> AsyncIterator[None]:
     db = engine()
     if app.state["settings"].through_pooler:
         use_transaction_pooler(db.config)
-    await db.start_connection_pool(min_size=0, max_size=db_pool_size())
+    await db.start_connection_pool(min_size=0, max_size=app.state["settings"].db_pool_size)
     try:
         yield
     finally:
@@ -84,10 +81,15 @@ def create_app(
 ) -> ASGIApp:
     """Build the ASGI application. `extra_db_routes` lets tests mount probes behind the gate."""
     settings = settings or get_settings()
-    configure_logging(json_lines=settings.environment != "development")
+    configure_logging(
+        json_lines=settings.environment != "development",
+        level=logging.getLevelNamesMapping()[settings.log_level],
+    )
+    auth_limiter.limit = settings.auth_rate_limit_per_minute
     db_backed = Router(
         path="/",
         before_request=require_schema,
+        dependencies=CALLER,
         route_handlers=[
             home,
             login,

@@ -10,19 +10,43 @@ the transaction, side effects included, is recorded by the triggers.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import get
 from litestar.connection import ASGIConnection
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, QueryParameter
 
-from api.auth.guards import require_super_admin
+from api.auth.deps import SUPER_ADMIN
 from api.auth.identity import Caller, settings_of
 from api.client_ip import client_ip
-from api.db import fetch
+from api.db import engine, fetch
 from api.request_context import current_request_id
+from tables.audit import AuditLog
+
+AUDIT_CONTEXT = (
+    "SELECT set_config('app.audited_rows',"
+    " coalesce(nullif(current_setting('app.audited_rows', true), ''), '|')"
+    " || $1 || ':' || $2 || '|', true),"
+    " set_config('app.actor_id', $3, true), set_config('app.actor_email', $4, true),"
+    " set_config('app.request_id', $5, true), set_config('app.client_ip', $6, true)"
+)
+"""Tells the row-level audit triggers who acts and which row this record already names."""
+
+Snapshot = dict[str, Any] | msgspec.Struct | None
+
+
+def _json(snapshot: Snapshot) -> str | None:
+    if snapshot is None:
+        return None
+    if isinstance(snapshot, msgspec.Struct):
+        snapshot = msgspec.to_builtins(snapshot)
+    return json.dumps(snapshot, default=str)
 
 
 async def record_audit(
@@ -31,8 +55,8 @@ async def record_audit(
     resource_type: str,
     resource_id: str | int,
     actor: Caller | None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
+    before: Snapshot = None,
+    after: Snapshot = None,
     connection: ASGIConnection[Any, Any, Any, Any] | None = None,
 ) -> None:
     ip = client_ip(connection, settings_of(connection)) if connection is not None else None
@@ -40,11 +64,7 @@ async def record_audit(
     # The triggers run at commit and record any other row changed in this transaction with
     # the same actor, request and client.
     await fetch(
-        "SELECT set_config('app.audited_rows',"
-        " coalesce(nullif(current_setting('app.audited_rows', true), ''), '|')"
-        " || $1 || ':' || $2 || '|', true),"
-        " set_config('app.actor_id', $3, true), set_config('app.actor_email', $4, true),"
-        " set_config('app.request_id', $5, true), set_config('app.client_ip', $6, true)",
+        AUDIT_CONTEXT,
         resource_type,
         str(resource_id),
         str(actor.user_id) if actor else "",
@@ -52,20 +72,62 @@ async def record_audit(
         current_request_id() or "",
         ip or "",
     )
-    await fetch(
-        "INSERT INTO audit_logs (actor_id, actor_email, action, resource_type, resource_id,"
-        " before, after, request_id, client_ip)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9)",
-        actor.user_id if actor else None,
-        actor.email if actor else None,
-        action,
-        resource_type,
-        str(resource_id),
-        json.dumps(before, default=str) if before is not None else None,
-        json.dumps(after, default=str) if after is not None else None,
-        current_request_id(),
-        ip,
+    await AuditLog.insert(
+        AuditLog(
+            actor_id=actor.user_id if actor else None,
+            actor_email=actor.email if actor else None,
+            action=action,
+            resource_type=resource_type,
+            resource_id=str(resource_id),
+            before=_json(before),
+            after=_json(after),
+            request_id=current_request_id(),
+            client_ip=ip,
+        )
     )
+
+
+@dataclass(slots=True)
+class AuditedChange:
+    """What an `audited_change` block records when it completes: fill in what it learns."""
+
+    resource_id: str | int | None = None
+    before: Snapshot = None
+    after: Snapshot = None
+    action: str | None = None
+    skip: bool = False
+
+
+@asynccontextmanager
+async def audited_change(
+    action: str,
+    resource_type: str,
+    *,
+    actor: Caller | None,
+    connection: ASGIConnection[Any, Any, Any, Any] | None,
+    resource_id: str | int | None = None,
+    before: Snapshot = None,
+) -> AsyncIterator[AuditedChange]:
+    """One transaction holding a write and its audit record: both land or neither.
+
+    The block sets `after` (and `resource_id` when the write creates it, `action` when the
+    write decides it, `skip` when nothing changed); the record is written as it ends.
+    """
+    change = AuditedChange(resource_id, before)
+    async with engine().transaction():
+        yield change
+        if change.skip:
+            return
+        assert change.resource_id is not None, "an audited change names its resource"
+        await record_audit(
+            action=change.action or action,
+            resource_type=resource_type,
+            resource_id=change.resource_id,
+            actor=actor,
+            before=change.before,
+            after=change.after,
+            connection=connection,
+        )
 
 
 class AuditEntry(msgspec.Struct):
@@ -82,6 +144,21 @@ class AuditEntry(msgspec.Struct):
     client_ip: str | None
 
 
+AUDIT_ENTRY_COLUMNS = (
+    AuditLog.id,
+    AuditLog.occurred_at,
+    AuditLog.actor_id,
+    AuditLog.actor_email,
+    AuditLog.action,
+    AuditLog.resource_type,
+    AuditLog.resource_id,
+    AuditLog.before,
+    AuditLog.after,
+    AuditLog.request_id,
+    AuditLog.client_ip,
+)
+
+
 class AuditPage(msgspec.Struct):
     entries: list[AuditEntry]
     next_cursor: int | None
@@ -91,44 +168,35 @@ class AuditPage(msgspec.Struct):
     "/api/v1/admin/audit-logs",
     tags=["admin"],
     operation_id="listAuditLogs",
-    guards=[require_super_admin],
+    dependencies=SUPER_ADMIN,
 )
 async def list_audit_logs(
-    actor_id: int | None = None,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before_id: Annotated[int | None, Parameter(description="cursor: next_cursor of a page")] = None,
-    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    caller: NamedDependency[Caller],
+    actor_id: FromQuery[int | None] = None,
+    resource_type: FromQuery[str | None] = None,
+    resource_id: FromQuery[str | None] = None,
+    action: FromQuery[str | None] = None,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
+    before_id: Annotated[
+        int | None, QueryParameter(description="cursor: next_cursor of a page")
+    ] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
 ) -> AuditPage:
     """The audit trail, newest first, filtered; follow `next_cursor` for older entries."""
-    rows = await fetch(
-        "SELECT id, occurred_at, actor_id, actor_email, action, resource_type, resource_id,"
-        " before, after, request_id, client_ip FROM audit_logs"
-        " WHERE ($1::int IS NULL OR actor_id = $1) AND ($2::text IS NULL OR resource_type = $2)"
-        " AND ($3::text IS NULL OR resource_id = $3) AND ($4::text IS NULL OR action = $4)"
-        " AND ($5::timestamptz IS NULL OR occurred_at >= $5)"
-        " AND ($6::timestamptz IS NULL OR occurred_at < $6)"
-        " AND ($7::bigint IS NULL OR id < $7) ORDER BY id DESC LIMIT $8",
-        actor_id,
-        resource_type,
-        resource_id,
-        action,
-        since,
-        until,
-        before_id,
-        limit + 1,
-    )
-    entries = [
-        AuditEntry(
-            **{
-                **dict(row),
-                "before": json.loads(row["before"]) if row["before"] else None,
-                "after": json.loads(row["after"]) if row["after"] else None,
-            }
-        )
-        for row in rows[:limit]
+    query = AuditLog.select(*AUDIT_ENTRY_COLUMNS).output(load_json=True)
+    filters = [
+        AuditLog.actor_id == actor_id if actor_id is not None else None,
+        AuditLog.resource_type == resource_type if resource_type is not None else None,
+        AuditLog.resource_id == resource_id if resource_id is not None else None,
+        AuditLog.action == action if action is not None else None,
+        AuditLog.occurred_at >= since if since is not None else None,
+        AuditLog.occurred_at < until if until is not None else None,
+        AuditLog.id < before_id if before_id is not None else None,
     ]
+    for condition in filters:
+        if condition is not None:
+            query = query.where(condition)
+    rows = await query.order_by(AuditLog.id, ascending=False).limit(limit + 1)
+    entries = [msgspec.convert(row, AuditEntry) for row in rows[:limit]]
     return AuditPage(entries, entries[-1].id if len(rows) > limit else None)

@@ -32,17 +32,6 @@ def use_transaction_pooler(config: dict[str, Any]) -> None:
     config["server_settings"] = server_settings
 
 
-def set_clause(changes: dict[str, Any], *, first: int, casts: dict[str, str] | None = None) -> str:
-    """`a = $first, b = $first+1, ...` for an UPDATE whose values follow in `changes` order.
-
-    Column names come from the caller's validated field lists, never from a request.
-    """
-    casts = casts or {}
-    return ", ".join(
-        f"{field} = ${first + i}{casts.get(field, '')}" for i, field in enumerate(changes)
-    )
-
-
 async def fetch(sql: str, *args: Any) -> list[Any]:
     """Run one statement with $n parameters; returns asyncpg records."""
     db: Any = engine()

@@ -12,6 +12,7 @@ import json
 from decimal import Decimal
 
 from api.db import engine, fetch
+from api.settings import load_settings
 
 TREE = {
     ("Acme Retail", "acme", ("acme.example",)): {
@@ -144,13 +145,11 @@ async def load_demo_data(issuer: str) -> None:
 
 
 def main() -> None:
-    import os
-
     async def run() -> None:
         db = engine()
         await db.start_connection_pool(min_size=0, max_size=2)
         try:
-            await load_demo_data(os.environ["OIDC_ISSUER"])
+            await load_demo_data(load_settings().oidc_issuer)
         finally:
             await db.close_connection_pool()
 

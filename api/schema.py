@@ -14,10 +14,12 @@ from functools import cache
 from typing import Any
 
 import asyncpg
+from litestar import Request
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.conf.apps import AppConfig, Finder
 
 from api.errors import DatabaseUnavailable, SchemaNotReady
+from api.request_body import require_strict_body
 
 CHECK_TIMEOUT_SECONDS = 1.5
 READY_TTL_SECONDS = 5.0
@@ -130,3 +132,10 @@ async def require_schema(*_: Any) -> None:
     every guard call, which this hot path does not need to pay for.
     """
     await schema_gate.ensure_ready()
+
+
+async def require_schema_and_strict_body(request: Request[Any, Any, Any]) -> None:
+    """The `before_request` of routers that take bodies: Litestar runs only the closest
+    layer's hook, so a router that adds the strict-body rule must keep the gate itself."""
+    await schema_gate.ensure_ready()
+    await require_strict_body(request)

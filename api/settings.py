@@ -62,6 +62,19 @@ class Settings:
     transaction-pooling PgBouncer; then `DATABASE_URL`'s connections skip prepared-statement
     caching and startup parameters the pooler refuses."""
 
+    auth_rate_limit_per_minute: int = 60
+    """Login/callback/logout requests allowed per client address and minute."""
+    db_pool_size: int = 10
+    """Most connections this process opens to `DATABASE_URL`."""
+    log_level: str = "INFO"
+    """Root log level; above INFO the access lines are off too."""
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    """Address `python -m api.serve` listens on."""
+    port: int = 8000
+    """Port `python -m api.serve` listens on."""
+    web_concurrency: int = 1
+    """uvicorn worker processes of `python -m api.serve`."""
+
     @property
     def through_pooler(self) -> bool:
         """`DATABASE_URL` leads to a transaction pooler (a direct URL is configured)."""
@@ -132,6 +145,13 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"LOG_LEVEL: {level!r} must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the configuration; raises `SettingsError` on the first problem."""
     env = os.environ if env is None else env
@@ -179,6 +199,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_request_body_bytes=_positive_int(env, "MAX_REQUEST_BODY_BYTES", 1_048_576),
         max_json_depth=_positive_int(env, "MAX_JSON_DEPTH", 32),
         database_direct_url=direct_url,
+        auth_rate_limit_per_minute=_positive_int(env, "AUTH_RATE_LIMIT_PER_MINUTE", 60),
+        db_pool_size=_positive_int(env, "DB_POOL_SIZE", 10),
+        log_level=_log_level(env),
+        host=env.get("HOST", "").strip() or "0.0.0.0",  # noqa: S104
+        port=_positive_int(env, "PORT", 8000),
+        web_concurrency=_positive_int(env, "WEB_CONCURRENCY", 1),
     )
 
 

@@ -27,6 +27,8 @@ from piccolo.table import Table
 from tables.enums import NodeLevel, Permission, Role, sql_in
 from tables.users import User
 
+SLUG_PATTERN = "^[a-z0-9]+(-[a-z0-9]+)*$"
+
 
 class HierarchyNode(Table, tablename="organization_hierarchy"):
     id = Serial(primary_key=True)
@@ -63,7 +65,7 @@ class HierarchyNode(Table, tablename="organization_hierarchy"):
         " OR (level = 'location' AND parent_id IS NOT NULL AND cardinality(path) = 2)"
         " OR (level = 'department' AND parent_id IS NOT NULL AND cardinality(path) = 3)"
     )
-    hierarchy_slug_format = Check("slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'")
+    hierarchy_slug_format = Check(f"slug ~ '{SLUG_PATTERN}'")
     hierarchy_domains_only_on_organizations = Check(
         "level = 'organization' OR cardinality(email_domains) = 0"
     )

@@ -8,7 +8,7 @@ from tests.support.env import apply_test_env
 
 apply_test_env()
 
-from tests.support.databases import fresh_database  # noqa: E402
+from tests.support.databases import fresh_database, stop_test_server  # noqa: E402
 
 os.environ["DATABASE_URL"] = fresh_database("marketedge_test")
 
@@ -21,6 +21,7 @@ from litestar.types import ASGIApp  # noqa: E402
 from api.app import create_app  # noqa: E402
 from api.release import run_release  # noqa: E402
 from api.settings import get_settings  # noqa: E402
+from tests.support.http import SessionClient  # noqa: E402
 
 
 @pytest.fixture(name="database", scope="session", autouse=True)
@@ -43,5 +44,10 @@ def fx_app() -> ASGIApp:
 @pytest.fixture(name="client")
 async def fx_client(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
         yield client
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """`make test` leaves no Postgres running (the next run starts it again)."""
+    stop_test_server()

@@ -26,7 +26,7 @@ from starlette.requests import Request
 
 from api.errors import AppError, InvalidInput
 from api.flags.validation import validate_flag_changes, validate_override
-from api.hierarchy.service import clean_domains, clean_name, clean_slug
+from api.validation import validate_domains, validate_name, validate_slug
 
 Values = dict[str, Any]
 Check = Callable[[Values, Values], None]
@@ -160,9 +160,9 @@ def check_flag_override(changes: Values, row: Values) -> None:
 
 def check_node(changes: Values, row: Values) -> None:
     cleaners: dict[str, Callable[[Any], Any]] = {
-        "name": clean_name,
-        "slug": clean_slug,
-        "email_domains": clean_domains,
+        "name": validate_name,
+        "slug": validate_slug,
+        "email_domains": validate_domains,
     }
     for name, clean in cleaners.items():
         if name in changes:

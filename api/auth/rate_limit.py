@@ -7,7 +7,6 @@ abuse per replica without a shared store. The client IP honours TRUSTED_PROXIES 
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any
 
@@ -42,7 +41,8 @@ class FixedWindowLimiter:
         return None
 
 
-auth_limiter = FixedWindowLimiter(int(os.environ.get("AUTH_RATE_LIMIT_PER_MINUTE", "60")))
+auth_limiter = FixedWindowLimiter(60)
+"""The process's limiter; `create_app` sets its limit from `Settings`."""
 
 
 async def limit_auth_requests(

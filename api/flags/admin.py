@@ -7,26 +7,51 @@ archived, never deleted, so their history stays.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import msgspec
 from litestar import Request, Router, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.audit import record_audit
-from api.auth.guards import provide_caller, require_super_admin
+from api.audit import audited_change
+from api.auth.deps import SUPER_ADMIN
 from api.auth.identity import Caller
-from api.db import engine, fetch, set_clause
 from api.errors import Conflict, NotFound
 from api.flags.store import flag_cache
 from api.flags.validation import validate_flag_changes, validate_override
-from api.request_body import require_strict_body
+from api.schema import require_schema_and_strict_body
+from tables.flags import FeatureFlag, FeatureFlagOverride
+from tables.hierarchy import HierarchyNode
+from tables.users import User
 
 FLAG_COLUMNS = (
-    "id, key, name, description, enabled, rollout_percentage, archived, version,"
-    " created_by_id, updated_by_id, created_at, updated_at"
+    FeatureFlag.id,
+    FeatureFlag.key,
+    FeatureFlag.name,
+    FeatureFlag.description,
+    FeatureFlag.enabled,
+    FeatureFlag.rollout_percentage,
+    FeatureFlag.archived,
+    FeatureFlag.version,
+    FeatureFlag.created_by_id,
+    FeatureFlag.updated_by_id,
+    FeatureFlag.created_at,
+    FeatureFlag.updated_at,
+)
+OVERRIDE_COLUMNS = (
+    FeatureFlagOverride.id,
+    FeatureFlagOverride.flag_id,
+    FeatureFlagOverride.user_id,
+    FeatureFlagOverride.node_id,
+    FeatureFlagOverride.enabled,
+    FeatureFlagOverride.reason,
+    FeatureFlagOverride.expires_at,
+    FeatureFlagOverride.created_by_id,
+    FeatureFlagOverride.created_at,
 )
 
 
@@ -81,104 +106,97 @@ class OverrideCreate(msgspec.Struct, forbid_unknown_fields=True):
     expires_at: datetime | None = None
 
 
-def _flag(row: Any) -> Flag:
-    return Flag(**dict(row))
-
-
-def _snapshot(flag: Flag) -> dict[str, Any]:
-    return msgspec.to_builtins(flag)  # type: ignore[no-any-return]
+def _flag(row: dict[str, Any]) -> Flag:
+    return msgspec.convert(row, Flag)
 
 
 async def _load(key: str, *, lock: bool = False) -> Flag:
-    suffix = " FOR UPDATE" if lock else ""
-    rows = await fetch(f"SELECT {FLAG_COLUMNS} FROM feature_flags WHERE key = $1{suffix}", key)
+    query = FeatureFlag.select(*FLAG_COLUMNS).where(FeatureFlag.key == key)
+    rows = await (query.lock_rows() if lock else query)
     if not rows:
         raise NotFound(f"No flag named {key!r}", extra={"key": key})
     return _flag(rows[0])
 
 
 @get("/", operation_id="listFlags")
-async def list_flags(include_archived: bool = False) -> list[Flag]:
-    rows = await fetch(
-        f"SELECT {FLAG_COLUMNS} FROM feature_flags WHERE $1 OR NOT archived ORDER BY key",
-        include_archived,
-    )
-    return [_flag(row) for row in rows]
+async def list_flags(
+    caller: NamedDependency[Caller], include_archived: FromQuery[bool] = False
+) -> list[Flag]:
+    query = FeatureFlag.select(*FLAG_COLUMNS).order_by(FeatureFlag.key)
+    if not include_archived:
+        query = query.where(FeatureFlag.archived == False)  # noqa: E712
+    return [_flag(row) for row in await query]
 
 
 @post("/", operation_id="createFlag", status_code=201)
-async def create_flag(request: Request[Any, Any, Any], caller: Caller, data: FlagCreate) -> Flag:
+async def create_flag(
+    request: Request[Any, Any, Any], caller: NamedDependency[Caller], data: JSONBody[FlagCreate]
+) -> Flag:
     fields = validate_flag_changes(msgspec.to_builtins(data))
-    async with engine().transaction():
+    row = FeatureFlag(
+        key=fields["key"],
+        name=fields["name"],
+        description=fields["description"],
+        enabled=fields["enabled"],
+        rollout_percentage=fields["rollout_percentage"],
+        created_by_id=caller.user_id,
+        updated_by_id=caller.user_id,
+    )
+    async with audited_change(
+        "feature_flag.created", "feature_flag", actor=caller, connection=request
+    ) as change:
         try:
-            rows = await fetch(
-                "INSERT INTO feature_flags (key, name, description, enabled, rollout_percentage,"
-                " created_by_id, updated_by_id) VALUES ($1, $2, $3, $4, $5, $6, $6)"
-                f" RETURNING {FLAG_COLUMNS}",
-                fields["key"],
-                fields["name"],
-                fields["description"],
-                fields["enabled"],
-                fields["rollout_percentage"],
-                caller.user_id,
-            )
+            rows = await FeatureFlag.insert(row).returning(*FLAG_COLUMNS)
         except asyncpg.UniqueViolationError:
             raise Conflict(
                 f"A flag named {fields['key']!r} exists", extra={"field": "key"}
             ) from None
-        flag = _flag(rows[0])
-        await record_audit(
-            action="feature_flag.created",
-            resource_type="feature_flag",
-            resource_id=flag.key,
-            actor=caller,
-            after=_snapshot(flag),
-            connection=request,
-        )
+        flag = change.after = _flag(rows[0])
+        change.resource_id = flag.key
     flag_cache.invalidate()
     return flag
 
 
 @get("/{key:str}", operation_id="getFlag")
-async def get_flag(key: str) -> Flag:
+async def get_flag(caller: NamedDependency[Caller], key: FromPath[str]) -> Flag:
     return await _load(key)
 
 
 async def _apply(
     request: Request[Any, Any, Any], caller: Caller, key: str, version: int, changes: dict[str, Any]
 ) -> Flag:
-    async with engine().transaction():
-        before = await _load(key, lock=True)
+    action = "feature_flag.archived" if changes.get("archived") else "feature_flag.updated"
+    values: dict[Any, Any] = {
+        FeatureFlag._meta.get_column_by_name(k): v for k, v in changes.items()
+    }
+    values |= {
+        FeatureFlag.version: FeatureFlag.version + 1,
+        FeatureFlag.updated_by_id: caller.user_id,
+        FeatureFlag.updated_at: datetime.now(UTC),
+    }
+    async with audited_change(
+        action, "feature_flag", actor=caller, connection=request, resource_id=key
+    ) as change:
+        before = change.before = await _load(key, lock=True)
         if before.version != version:
             raise Conflict(
                 "The flag changed since you read it; reload and retry",
                 extra={"reason": "stale_version", "current_version": before.version},
             )
-        prefix = f"{set_clause(changes, first=3)}, " if changes else ""
-        rows = await fetch(
-            f"UPDATE feature_flags SET {prefix}version = version + 1, updated_by_id = $2,"
-            f" updated_at = now() WHERE key = $1 RETURNING {FLAG_COLUMNS}",
-            key,
-            caller.user_id,
-            *changes.values(),
+        rows = await (
+            FeatureFlag.update(values).where(FeatureFlag.key == key).returning(*FLAG_COLUMNS)
         )
-        after = _flag(rows[0])
-        await record_audit(
-            action="feature_flag.archived" if changes.get("archived") else "feature_flag.updated",
-            resource_type="feature_flag",
-            resource_id=key,
-            actor=caller,
-            before=_snapshot(before),
-            after=_snapshot(after),
-            connection=request,
-        )
+        after = change.after = _flag(rows[0])
     flag_cache.invalidate()
     return after
 
 
 @patch("/{key:str}", operation_id="updateFlag")
 async def update_flag(
-    request: Request[Any, Any, Any], caller: Caller, key: str, data: FlagUpdate
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    key: FromPath[str],
+    data: JSONBody[FlagUpdate],
 ) -> Flag:
     """Change name, description, kill switch or rollout; `version` must be the current one."""
     changes = {k: v for k, v in msgspec.to_builtins(data).items() if k != "version"}
@@ -193,30 +211,32 @@ class ArchiveRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 @post("/{key:str}/archive", operation_id="archiveFlag", status_code=200)
 async def archive_flag(
-    request: Request[Any, Any, Any], caller: Caller, key: str, data: ArchiveRequest
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    key: FromPath[str],
+    data: JSONBody[ArchiveRequest],
 ) -> Flag:
     """Archive (never delete): the flag disappears from evaluation, its history stays."""
     return await _apply(request, caller, key, data.version, {"archived": True})
 
 
-OVERRIDE_COLUMNS = (
-    "id, flag_id, user_id, node_id, enabled, reason, expires_at, created_by_id, created_at"
-)
-
-
 @get("/{key:str}/overrides", operation_id="listFlagOverrides")
-async def list_overrides(key: str) -> list[Override]:
+async def list_overrides(caller: NamedDependency[Caller], key: FromPath[str]) -> list[Override]:
     flag = await _load(key)
-    rows = await fetch(
-        f"SELECT {OVERRIDE_COLUMNS} FROM feature_flag_overrides WHERE flag_id = $1 ORDER BY id",
-        flag.id,
+    rows = (
+        await FeatureFlagOverride.select(*OVERRIDE_COLUMNS)
+        .where(FeatureFlagOverride.flag_id == flag.id)
+        .order_by(FeatureFlagOverride.id)
     )
-    return [Override(**dict(row)) for row in rows]
+    return [msgspec.convert(row, Override) for row in rows]
 
 
 @post("/{key:str}/overrides", operation_id="createFlagOverride", status_code=201)
 async def create_override(
-    request: Request[Any, Any, Any], caller: Caller, key: str, data: OverrideCreate
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    key: FromPath[str],
+    data: JSONBody[OverrideCreate],
 ) -> Override:
     validate_override(
         user_id=data.user_id,
@@ -225,74 +245,72 @@ async def create_override(
         reason=data.reason,
         expires_at=data.expires_at,
     )
-    async with engine().transaction():
+    async with audited_change(
+        "feature_flag_override.created", "feature_flag_override", actor=caller, connection=request
+    ) as change:
         flag = await _load(key)
-        table, target = (
-            ("users", data.user_id) if data.user_id else ("organization_hierarchy", data.node_id)
+        target_exists = (
+            User.exists().where(User.id == data.user_id)
+            if data.user_id
+            else HierarchyNode.exists().where(HierarchyNode.id == data.node_id)
         )
-        if not await fetch(f"SELECT 1 FROM {table} WHERE id = $1", target):
+        if not await target_exists:
             field = "user_id" if data.user_id else "node_id"
             raise NotFound(f"No such {field.removesuffix('_id')}", extra={"field": field})
+        row = FeatureFlagOverride(
+            flag_id=flag.id,
+            user_id=data.user_id,
+            node_id=data.node_id,
+            enabled=data.enabled,
+            reason=data.reason,
+            expires_at=data.expires_at,
+            created_by_id=caller.user_id,
+        )
         try:
-            rows = await fetch(
-                "INSERT INTO feature_flag_overrides (flag_id, user_id, node_id, enabled, reason,"
-                " expires_at, created_by_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                f" RETURNING {OVERRIDE_COLUMNS}",
-                flag.id,
-                data.user_id,
-                data.node_id,
-                data.enabled,
-                data.reason,
-                data.expires_at,
-                caller.user_id,
-            )
+            rows = await FeatureFlagOverride.insert(row).returning(*OVERRIDE_COLUMNS)
         except asyncpg.UniqueViolationError:
             raise Conflict(
                 "This target already has an override for the flag", extra={"field": "target"}
             ) from None
-        override = Override(**dict(rows[0]))
-        await record_audit(
-            action="feature_flag_override.created",
-            resource_type="feature_flag_override",
-            resource_id=override.id,
-            actor=caller,
-            after={"flag": key, **msgspec.to_builtins(override)},
-            connection=request,
-        )
+        override = msgspec.convert(rows[0], Override)
+        change.resource_id = override.id
+        change.after = {"flag": key, **msgspec.to_builtins(override)}
     flag_cache.invalidate()
     return override
 
 
 @delete("/{key:str}/overrides/{override_id:int}", operation_id="deleteFlagOverride")
 async def delete_override(
-    request: Request[Any, Any, Any], caller: Caller, key: str, override_id: int
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    key: FromPath[str],
+    override_id: FromPath[int],
 ) -> None:
-    async with engine().transaction():
+    async with audited_change(
+        "feature_flag_override.deleted",
+        "feature_flag_override",
+        actor=caller,
+        connection=request,
+        resource_id=override_id,
+    ) as change:
         flag = await _load(key)
-        rows = await fetch(
-            "DELETE FROM feature_flag_overrides WHERE id = $1 AND flag_id = $2"
-            f" RETURNING {OVERRIDE_COLUMNS}",
-            override_id,
-            flag.id,
+        rows = await (
+            FeatureFlagOverride.delete()
+            .where(
+                (FeatureFlagOverride.id == override_id) & (FeatureFlagOverride.flag_id == flag.id)
+            )
+            .returning(*OVERRIDE_COLUMNS)
         )
         if not rows:
             raise NotFound("No such override for this flag", extra={"override_id": override_id})
-        await record_audit(
-            action="feature_flag_override.deleted",
-            resource_type="feature_flag_override",
-            resource_id=override_id,
-            actor=caller,
-            before={"flag": key, **msgspec.to_builtins(Override(**dict(rows[0])))},
-            connection=request,
-        )
+        change.before = {"flag": key, **msgspec.to_builtins(msgspec.convert(rows[0], Override))}
     flag_cache.invalidate()
 
 
 flags_admin_router = Router(
-    before_request=require_strict_body,
+    before_request=require_schema_and_strict_body,
     path="/api/v1/admin/feature-flags",
-    guards=[require_super_admin],
-    dependencies={"caller": provide_caller},
+    dependencies=SUPER_ADMIN,  # every handler names `caller`: that is the super-admin check
     tags=["admin"],
     route_handlers=[
         list_flags,

@@ -15,6 +15,7 @@ from litestar import Request, Response, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import ResponseSpec
+from litestar.params import FromPath
 
 from api.auth.guards import check_csrf
 from api.auth.identity import Caller, ServiceCaller, identify, identify_service
@@ -110,7 +111,9 @@ def _success(evaluation: Evaluation) -> OfrepResult:
     },
     status_code=200,
 )
-async def evaluate_flag_ofrep(request: Request[Any, Any, Any], key: str) -> Response[OfrepResult]:
+async def evaluate_flag_ofrep(
+    request: Request[Any, Any, Any], key: FromPath[str]
+) -> Response[OfrepResult]:
     try:
         user_id = await _subject(request)
     except ContextProblem as problem:

@@ -7,26 +7,17 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from api.errors import InvalidInput
+from api.validation import invalid as _invalid
+from api.validation import validate_name
 from tables.flags import FLAG_KEY_PATTERN
 
 KEY = re.compile(FLAG_KEY_PATTERN)
-
-
-def _invalid(field: str, message: str) -> InvalidInput:
-    return InvalidInput(message, extra={"field": field})
 
 
 def validate_key(key: Any) -> str:
     if not isinstance(key, str) or not 1 <= len(key) <= 100 or not KEY.match(key):
         raise _invalid("key", "key must be a lower-case slug such as `new-dashboard`")
     return key
-
-
-def validate_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise _invalid("name", "name must be 1 to 200 characters")
-    return name.strip()
 
 
 def validate_description(description: Any) -> str:

@@ -15,6 +15,7 @@ from api.app import create_app
 from api.log import JSONFormatter
 from api.request_context import _request_id
 from api.settings import get_settings
+from tests.support.http import SessionClient
 
 
 @get("/probe/crash", sync_to_thread=False)
@@ -41,7 +42,7 @@ def duplicate() -> None:
 async def fx_probe_client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(get_settings(), extra_db_routes=[crash, missing_table, db_down, duplicate])
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
         yield client
 
 

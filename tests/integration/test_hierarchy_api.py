@@ -526,7 +526,7 @@ async def test_the_is_primary_side_effect_on_other_assignments_is_audited(
     assert changed.status_code == 200, changed.text
     side_effect = await fetch(
         "SELECT action, actor_id, before, after FROM audit_logs WHERE resource_type = 'assignment'"
-        " AND resource_id = $1 AND action LIKE 'assignment.update%'",
+        " AND resource_id = $1 AND action = 'assignment.updated'",
         str(ids[tree.loc_a]),
     )
     assert len(side_effect) == 1

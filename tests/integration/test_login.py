@@ -20,6 +20,7 @@ from api.auth.oidc import provider_for
 from api.db import fetch
 from api.settings import Settings, get_settings
 from tests.support.bad_provider import CLIENT_ID, BadProvider, running
+from tests.support.http import SessionClient
 
 PRELOGIN = "me_login"
 SESSION = "me_session"
@@ -41,7 +42,7 @@ def fx_settings(provider: BadProvider) -> Settings:
 @pytest.fixture(name="rp")
 async def fx_rp(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50001))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
         yield client
 
 

@@ -13,6 +13,7 @@ from api.request_limits import nesting_exceeds
 from api.settings import get_settings
 from tests.support.auth import sign_in
 from tests.support.data import make_tree
+from tests.support.http import SessionClient
 
 DEEP = "[" * 1000 + "]" * 1000  # ~2 KB that made the parsers recurse into a 500
 OFREP = "/ofrep/v1/evaluate/flags"
@@ -100,7 +101,7 @@ async def test_streamed_bodies_are_cut_off_at_the_limit(client: httpx.AsyncClien
 async def test_limits_come_from_settings() -> None:
     settings = replace(get_settings(), max_request_body_bytes=100, max_json_depth=2)
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50010))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
         assert (await rp.post(OFREP, content=b"[[[1]]]")).status_code == 400
         assert (await rp.post(OFREP, content=b" " * 101)).status_code == 413
 
@@ -137,7 +138,7 @@ async def test_errors_and_the_admin_carry_them_too(client: httpx.AsyncClient) ->
 async def test_hsts_when_public_url_is_https() -> None:
     settings = replace(get_settings(), public_url="https://api.example.com")
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50011))
-    async with httpx.AsyncClient(transport=transport, base_url="https://api.example.com") as rp:
+    async with SessionClient(transport=transport, base_url="https://api.example.com") as rp:
         for path in ("/health", "/no/such/route"):
             response = await rp.get(path)
             assert response.headers["strict-transport-security"] == "max-age=31536000"

@@ -20,6 +20,7 @@ from tests.integration.test_login import callback, start_login
 from tests.support.auth import make_user, sign_in
 from tests.support.bad_provider import CLIENT_ID, BadProvider, running
 from tests.support.env import ROOT
+from tests.support.http import SessionClient
 
 SESSION_CHECK = "/api/v1/auth/session/check"
 LOGOUT = "/api/v1/auth/logout"
@@ -166,7 +167,7 @@ def fx_provider() -> Iterator[BadProvider]:
 
 async def _login_set_cookie(settings: Settings, provider: BadProvider) -> str:
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50002))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
         response = await rp.get("/api/v1/auth/login")
         from urllib.parse import parse_qs, urlsplit
 
@@ -220,7 +221,7 @@ def fx_strict_limit() -> Iterator[None]:
 @pytest.fixture(name="remote_client")
 async def fx_remote_client(app: object) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
         yield client
 
 
@@ -236,7 +237,7 @@ async def test_auth_endpoints_are_rate_limited_per_client_ip(
     assert int(limited.headers["retry-after"]) >= 1
     assert limited.json()["error"] == "rate_limited"
     other = httpx.ASGITransport(app=app, client=("203.0.113.8", 40000))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=other, base_url="http://127.0.0.1:8000") as neighbour:
+    async with SessionClient(transport=other, base_url="http://127.0.0.1:8000") as neighbour:
         assert (await neighbour.get("/api/v1/auth/login?next=//x")).status_code == 400
 
 
@@ -297,7 +298,7 @@ async def test_a_pending_grant_links_only_to_a_verified_email(provider: BadProvi
     assert run_cli("grant", email).returncode == 0
     settings = replace(get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID)
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50003))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
         unverified = await start_login(rp)
         claims = provider.claims(
             unverified.nonce, email=email, email_verified=False, sub="unverified-one"
@@ -329,7 +330,7 @@ async def test_new_users_join_the_organization_claiming_their_domain(provider: B
     )
     settings = replace(get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID)
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50004))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
         for sub, email, verified, expected in (
             ("claimed-1", f"ann@{domain}", True, [("viewer", org[0]["id"], True)]),
             ("claimed-unverified", f"bob@{domain}", False, []),
@@ -353,7 +354,7 @@ async def test_new_users_join_the_organization_claiming_their_domain(provider: B
 async def test_email_and_names_are_refreshed_at_each_login(provider: BadProvider) -> None:
     settings = replace(get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID)
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50005))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
         for email, name in (("Old@Example.TEST", "Old Name"), ("new@example.test", "New Name")):
             login = await start_login(rp)
             claims = provider.claims(login.nonce, sub="refresh-me", email=email, name=name)
@@ -369,7 +370,7 @@ async def test_names_and_email_refreshed_at_login_are_audited(provider: BadProvi
     """Issue 11 #8: the login's update of e-mail and names leaves an audit row."""
     settings = replace(get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID)
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50006))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
         for email, given in (("audit-me@example.test", "Ann"), ("renamed@example.test", "Anna")):
             login = await start_login(rp)
             claims = provider.claims(
@@ -400,7 +401,7 @@ async def test_the_admin_logout_cookie_leads_only_to_the_providers_end_session(
     `http://127.0.0.1:PORT`, no path) must not redirect off-site."""
     settings = replace(get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID)
     transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50007))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+    async with SessionClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
         for target, followed in (
             (f"{provider.issuer}.evil.example/x", False),
             (f"{provider.issuer}@evil.example/x", False),

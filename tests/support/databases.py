@@ -50,3 +50,12 @@ class PrivateServer:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def stop_test_server() -> None:
+    """Stop the shared test server, so a test run leaves no process behind."""
+    if not (TEST_PG_DIR / "postmaster.pid").exists():
+        return
+    server = test_server()
+    with contextlib.suppress(subprocess.CalledProcessError):
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=TEST_PG_DIR, user=server.system_user)
