@@ -267,19 +267,21 @@ async def end_user_sessions(user_id: int) -> None:
 def _session_cookie(connection: ASGIConnection[Any, Any, Any, Any], name: str) -> str | None:
     """The session cookie's value, read from the raw header: parsing every cookie into a dict
     (Litestar's `connection.cookies`, an LRU that 5,000 rotating users only churn) is most of
-    the cost of a cached session lookup. Values needing unquoting take Litestar's path."""
+    the cost of a cached session lookup. As there, the last of repeated cookies wins; values
+    needing unquoting take Litestar's path."""
     prefix = name.encode() + b"="
+    found: bytes | None = None
     for key, value in connection.scope["headers"]:
-        if key != b"cookie":
-            continue
-        for part in value.split(b";"):
-            part = part.strip()
-            if part.startswith(prefix):
-                found = part[len(prefix) :]
-                if b"%" in found or b'"' in found:
-                    return connection.cookies.get(name)
-                return found.decode("latin-1")
-    return None
+        if key == b"cookie":
+            for part in value.split(b";"):
+                part = part.strip()
+                if part.startswith(prefix):
+                    found = part[len(prefix) :]
+    if found is None:
+        return None
+    if b"%" in found or b'"' in found:
+        return connection.cookies.get(name)
+    return found.decode("latin-1")
 
 
 async def caller_from_cookie(
