@@ -2,7 +2,9 @@
 
 The answer for DB-backed routes is cached briefly (a "ready" answer for a few seconds, a
 "not ready" one for a fraction of a second) so the check costs nothing on the hot path yet
-notices a release, or a lost database, by itself without a restart.
+notices a release, or a lost database, by itself without a restart. An expired "ready"
+answer keeps serving while one background check replaces it: requests never queue behind
+the check (it opens a connection of its own).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SchemaGate:
     def __init__(self) -> None:
         self._status: SchemaStatus | None = None
         self._lock = asyncio.Lock()
+        self._recheck: asyncio.Task[SchemaStatus] | None = None
 
     def invalidate(self) -> None:
         self._status = None
@@ -101,13 +104,23 @@ class SchemaGate:
         return time.monotonic() - status.checked_at < ttl
 
     async def status(self, *, force: bool = False) -> SchemaStatus:
-        if not force and self._fresh(self._status):
-            assert self._status is not None
-            return self._status
+        status = self._status
+        if not force and status is not None:
+            if self._fresh(status):
+                return status
+            if status.ready and time.monotonic() - status.checked_at < 2 * READY_TTL_SECONDS:
+                if self._recheck is None or self._recheck.done():
+                    self._recheck = asyncio.get_running_loop().create_task(self._check())
+                return status
         async with self._lock:
             if not force and self._fresh(self._status):
                 assert self._status is not None
                 return self._status
+            self._status = await check_schema()
+            return self._status
+
+    async def _check(self) -> SchemaStatus:
+        async with self._lock:
             self._status = await check_schema()
             return self._status
 

@@ -27,19 +27,25 @@ def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.headers = security_headers(settings)
+        self.headers = tuple(security_headers(settings))
+        self._names = frozenset(name for name, _ in self.headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        ours, names = self.headers, self._names
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers += [(n, v) for n, v in self.headers if n not in present]
-                message = {**message, "headers": headers}
+                headers = message.get("headers", ())
+                # Usually no response sets one of ours: append the pre-built tuple as is.
+                if any(name.lower() in names for name, _ in headers):
+                    present = {name.lower() for name, _ in headers}
+                    extra = tuple((n, v) for n, v in ours if n not in present)
+                else:
+                    extra = ours
+                message = {**message, "headers": [*headers, *extra]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -1,8 +1,9 @@
-"""Shared pieces: the benchmark database, a real uvicorn server, the load generator."""
+"""Shared pieces: the benchmark database, a real uvicorn server, the table of rows.
+
+The one load generator is wrk, driven from bench/traffic.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -10,7 +11,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -114,54 +114,3 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
-
-
-def drive(
-    url: str,
-    *,
-    seconds: float,
-    connections: int = 64,
-    headers: dict[str, str] | None = None,
-    warmup: float = 2.0,
-) -> dict[str, Any]:
-    """Run the load generator in its own process; returns rps, p50/p99 (ms), errors."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.load",
-        url,
-        "--seconds",
-        str(seconds),
-        "--connections",
-        str(connections),
-        "--warmup",
-        str(warmup),
-        "--headers",
-        json.dumps(headers or {}),
-    ]
-    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
-
-
-def versus_bare(name: str, url: str, path: str, token: str, quick: bool) -> list[Row]:
-    """Drive `path` with a session and the bare endpoint in the same server, one after the
-    other at 64 connections; the target for every endpoint is >= 0.5 x bare, p99 <= 25 ms."""
-    seconds = 4.0 if quick else 10.0
-    server = Server(url)
-    try:
-        bare = drive(f"{server.base_url}/bare", seconds=seconds)
-        measured = drive(
-            f"{server.base_url}{path}", seconds=seconds, headers={"Cookie": f"me_session={token}"}
-        )
-    finally:
-        server.stop()
-    return [
-        Row(name, "bare endpoint", bare["rps"], "req/s"),
-        Row(name, f"GET {path}", measured["rps"], "req/s"),
-        Row(name, "ratio to bare", measured["rps"] / bare["rps"], "x", ">= 0.5"),
-        Row(name, f"{path} p50", measured["p50_ms"], "ms"),
-        Row(name, f"{path} p99", measured["p99_ms"], "ms", "<= 25"),
-        Row(name, "bare p50 / p99", bare["p50_ms"], f"/ {bare['p99_ms']:.2f} ms"),
-        Row(name, "errors", measured["errors"] + bare["errors"], "", "0"),
-    ]

@@ -1,25 +1,38 @@
-"""Mixed traffic for a while: session check, features and /me at 64 connections, plus one
-admin write per second. Zero errors and resident-memory growth under 10 % are the targets.
+"""Mixed traffic for a while: session check, features and /me driven together by wrk
+(64 connections in all, every request from the next of N users), plus one admin flag write
+per second, which empties every user's evaluated flags. Zero errors and resident-memory
+growth under 10 % are the targets.
 
-    python -m bench.soak [--seconds 60]
+    python -m bench.soak [--seconds 60] [--users 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
-import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import asyncpg
 import httpx
 import psutil
 
-from bench.common import ROOT, Row, Server, bench_database, print_table
-from bench.flags import load
+from bench.common import BENCH_ENV, Row, Server, bench_database, print_table
+from bench.traffic import (
+    ENDPOINTS,
+    describe_generator,
+    drive,
+    load,
+    parse_wrk,
+    write_sessions,
+    wrk_command,
+)
+
+SOAKED = ("session check", "features (200 flags)", "/me")
+CONNECTIONS = (22, 21, 21)
 
 
 async def admin_session(url: str) -> tuple[str, str]:
@@ -43,10 +56,11 @@ async def admin_session(url: str) -> tuple[str, str]:
     return token, csrf_token_for(token)
 
 
-def run(seconds: float = 60.0) -> list[Row]:
+def run(seconds: float = 60.0, users: int = 1000) -> list[Row]:
     url = bench_database("marketedge_bench_soak")
-    user_token = asyncio.run(load(url))
+    sessions = asyncio.run(load(url, users))
     admin_token, csrf = asyncio.run(admin_session(url))
+    endpoints = [e for e in ENDPOINTS if e.name in SOAKED]
     server = Server(url)
     process = psutil.Process(server.pid)
     writes = {"ok": 0, "failed": 0}
@@ -54,7 +68,7 @@ def run(seconds: float = 60.0) -> list[Row]:
 
     def admin_writes() -> None:
         with httpx.Client(base_url=server.base_url, cookies={"me_session": admin_token}) as client:
-            headers = {"X-CSRF-Token": csrf, "Origin": "http://127.0.0.1:8000"}
+            headers = {"X-CSRF-Token": csrf, "Origin": BENCH_ENV["PUBLIC_URL"]}
             while not stop.is_set():
                 flag = client.get("/api/v1/admin/feature-flags/flag-1").json()
                 response = client.patch(
@@ -65,57 +79,23 @@ def run(seconds: float = 60.0) -> list[Row]:
                 writes["ok" if response.status_code == 200 else "failed"] += 1
                 stop.wait(1.0)
 
-    paths = ["/api/v1/auth/session/check", "/api/v1/features", "/api/v1/auth/me"]
     try:
-        warm = [
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.load",
-                    server.base_url + p,
-                    "--seconds",
-                    "3",
-                    "--connections",
-                    "8",
-                    "--warmup",
-                    "0",
-                    "--headers",
-                    json.dumps({"Cookie": f"me_session={user_token}"}),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                check=True,
-            )
-            for p in paths
-        ]
-        assert warm
-        rss_start = process.memory_info().rss
-        writer = threading.Thread(target=admin_writes)
-        writer.start()
-        loads = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.load",
-                    server.base_url + path,
-                    "--seconds",
-                    str(seconds),
-                    "--connections",
-                    str(connections),
-                    "--warmup",
-                    "0",
-                    "--headers",
-                    json.dumps({"Cookie": f"me_session={user_token}"}),
-                ],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for path, connections in zip(paths, (22, 21, 21), strict=True)
-        ]
-        outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in loads]
+        with tempfile.TemporaryDirectory() as scratch:
+            rotation = write_sessions(Path(scratch) / "sessions.txt", sessions)
+            for endpoint in endpoints:  # every user served once before memory is measured
+                drive(server, endpoint, rotation, 2.0 + users / 500)
+            rss_start = process.memory_info().rss
+            writer = threading.Thread(target=admin_writes)
+            writer.start()
+            runs = [
+                subprocess.Popen(
+                    wrk_command(server, endpoint, rotation, seconds, connections),
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for endpoint, connections in zip(endpoints, CONNECTIONS, strict=True)
+            ]
+            measured = [parse_wrk(run.communicate()[0]) for run in runs]
         stop.set()
         writer.join()
         time.sleep(0.5)
@@ -124,13 +104,13 @@ def run(seconds: float = 60.0) -> list[Row]:
         stop.set()
         server.stop()
     rows = [
-        Row("soak", f"{path} req/s", out["rps"], f"req/s, p99 {out['p99_ms']:.1f} ms")
-        for path, out in zip(paths, outputs, strict=True)
+        Row("soak", f"{e.name} req/s", m.rps, f"req/s, p99 {m.p99_ms:.1f} ms")
+        for e, m in zip(endpoints, measured, strict=True)
     ]
-    errors = sum(out["errors"] for out in outputs) + writes["failed"]
+    errors = sum(m.errors for m in measured) + writes["failed"]
     growth = (rss_end - rss_start) / rss_start * 100
     rows += [
-        Row("soak", "duration", seconds, "s at 64 connections"),
+        Row("soak", "duration", seconds, f"s at {sum(CONNECTIONS)} connections, {users:,} users"),
         Row("soak", "admin writes (1/s)", writes["ok"], "ok"),
         Row("soak", "errors", errors, "", "0"),
         Row(
@@ -144,4 +124,7 @@ def run(seconds: float = 60.0) -> list[Row]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60)
-    print_table(run(parser.parse_args().seconds))
+    parser.add_argument("--users", type=int, default=1000)
+    args = parser.parse_args()
+    print(describe_generator(), flush=True)
+    print_table(run(args.seconds, args.users))

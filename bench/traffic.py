@@ -145,12 +145,15 @@ async def load(url: str, users: int) -> list[tuple[str, str]]:
     return [(token, csrf_token_for(token)) for token in tokens]
 
 
-def drive(server: Server, endpoint: Endpoint, sessions: Path, seconds: float) -> Measured:
-    """One wrk run: 1 thread, 64 connections, a cookie per request from `sessions`."""
-    command = [
+def wrk_command(
+    server: Server, endpoint: Endpoint, sessions: Path, seconds: float, connections: int
+) -> list[str]:
+    """wrk with one thread and `connections` connections, a cookie per request from
+    `sessions` (bench/rotate.lua prints one JSON line of results at the end)."""
+    return [
         wrk_binary(),
         "-t1",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         "5s",
@@ -164,7 +167,9 @@ def drive(server: Server, endpoint: Endpoint, sessions: Path, seconds: float) ->
         endpoint.body,
         BENCH_ENV["PUBLIC_URL"],
     ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def parse_wrk(out: str) -> Measured:
     result = json.loads(out.strip().splitlines()[-1])
     return Measured(
         rps=result["requests"] / (result["duration_us"] / 1e6),
@@ -175,6 +180,18 @@ def drive(server: Server, endpoint: Endpoint, sessions: Path, seconds: float) ->
     )
 
 
+def drive(server: Server, endpoint: Endpoint, sessions: Path, seconds: float) -> Measured:
+    """One wrk run: 1 thread, 64 connections, a cookie per request from `sessions`."""
+    command = wrk_command(server, endpoint, sessions, seconds, CONNECTIONS)
+    return parse_wrk(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def write_sessions(path: Path, sessions: list[tuple[str, str]]) -> Path:
+    """The file rotate.lua reads: one "token csrf" line per user."""
+    path.write_text("".join(f"{token} {csrf}\n" for token, csrf in sessions))
+    return path
+
+
 def measure(users: int, seconds: float, warmup: float) -> list[tuple[str, int, Measured, Measured]]:
     """(endpoint, users, measured, bare measured in the same run) for one and for N users."""
     url = bench_database("marketedge_bench_traffic")
@@ -183,8 +200,7 @@ def measure(users: int, seconds: float, warmup: float) -> list[tuple[str, int, M
     with tempfile.TemporaryDirectory() as scratch:
         files = {}
         for count in (1, users):
-            files[count] = Path(scratch) / f"sessions-{count}.txt"
-            files[count].write_text("".join(f"{t} {c}\n" for t, c in sessions[:count]))
+            files[count] = write_sessions(Path(scratch) / f"sessions-{count}.txt", sessions[:count])
         server = Server(url)
         try:
             bare_endpoint = Endpoint("bare", "GET", "/bare")
@@ -246,6 +262,13 @@ def print_traffic_table(rows: list[tuple[str, int, Measured, Measured]]) -> bool
     return all_met
 
 
+def describe_generator() -> str:
+    return (
+        f"load generator: {wrk_version()} ({wrk_binary()}), 1 thread, {CONNECTIONS}"
+        " connections; the session cookie rotates per request"
+    )
+
+
 def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="3 s per run instead of 10 s")
@@ -253,11 +276,7 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--seconds", type=float, default=None)
     args = parser.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
-    print(
-        f"load generator: {wrk_version()} ({wrk_binary()}), 1 thread, {CONNECTIONS}"
-        f" connections, {seconds:g} s per run; the session cookie rotates per request",
-        flush=True,
-    )
+    print(f"{describe_generator()}; {seconds:g} s per run", flush=True)
     rows = measure(args.users, seconds, warmup=1.0 if args.quick else 2.0)
     return print_traffic_table(rows)
 

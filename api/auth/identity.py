@@ -51,7 +51,11 @@ async def identify(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | N
 
     settings = settings_of(connection)
     caller: Caller | None = None
-    authorization = connection.headers.get("authorization", "")
+    # The raw header, not `connection.headers`: building that mapping costs more than the
+    # whole cached session lookup that usually follows.
+    authorization = next(
+        (v.decode("latin-1") for k, v in connection.scope["headers"] if k == b"authorization"), ""
+    )
     if authorization[:7].lower() == "bearer ":
         from api.auth.bearer import caller_from_bearer
 

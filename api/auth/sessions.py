@@ -11,13 +11,23 @@ cutting it short, or deactivating, demoting or renaming a user makes the databas
 `sessions_changed`, and every replica drops its cache when the notice arrives (at commit).
 Without the listener every request asks the database. Reading a session writes nothing,
 except `last_seen_at` at most once per TOUCH_INTERVAL per session, whichever replica asks.
+
+A session still in use is re-read ahead of its expiry, in the background and in batches:
+each entry is due for refresh at a random point of REFRESH_WINDOW, so sessions cached
+together (a deploy, a warm-up) neither expire together nor make requests wait for the
+database in a burst.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
+import logging
+import random
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,10 +42,13 @@ from api.settings import Settings
 
 TOUCH_INTERVAL = timedelta(seconds=60)
 CACHE_SECONDS = 55.0  # under TOUCH_INTERVAL: a busy session is re-read, and touched, each minute
+REFRESH_WINDOW = (35.0, 50.0)  # seconds after caching; jittered so that reloads spread out
+REFRESH_BATCH = 500
 CACHE_LIMIT = 100_000
+logger = logging.getLogger("api.auth.sessions")
 
-# (caller, monotonic time after which the entry is not trusted, the raw token)
-_Entry = tuple[Caller, float, str]
+# (caller, monotonic time from which to refresh it, monotonic time after which not trusted)
+_Entry = tuple[Caller, float, float]
 
 
 class SessionCache:
@@ -47,34 +60,81 @@ class SessionCache:
         self.answers: BoundedCache[int, tuple[Caller, bytes]] = BoundedCache(CACHE_LIMIT)
         """Encoded answers about a session (api/auth/routes.py's session check), by session
         id, each valid only for the very `Caller` object it was encoded from."""
+        self.generation = 0
+        """Moves on every invalidation: sessions read across one are not kept."""
+        self._due: dict[str, None] = {}  # tokens waiting for (or in) a background refresh
+        self._refresher: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
         self.answers.clear()
 
     def get(self, token: str) -> Caller | None:
-        if not listener.connected:
-            return None
-        entry = self._entries.get(token)
-        if entry is None:
-            return None
-        caller, trusted_until, _ = entry
-        if time.monotonic() > trusted_until:
-            self._entries.discard(token)
-            return None
+        caller, _ = self.lookup(token)
         return caller
 
-    def put(self, token: str, caller: Caller) -> None:
+    def lookup(self, token: str) -> tuple[Caller | None, bool]:
+        """The cached caller, and whether it is due for a refresh ahead of its expiry."""
         if not listener.connected:
+            return None, False
+        entry = self._entries.get(token)
+        if entry is None:
+            return None, False
+        caller, refresh_at, trusted_until = entry
+        now = time.monotonic()
+        if now < refresh_at:
+            return caller, False
+        if now > trusted_until:
+            self._entries.discard(token)
+            return None, False
+        return caller, True
+
+    def put(self, token: str, caller: Caller, generation: int | None = None) -> None:
+        if not listener.connected or (generation is not None and generation != self.generation):
             return
-        trusted_until = time.monotonic() + CACHE_SECONDS
+        now = time.monotonic()
+        trusted_until = now + CACHE_SECONDS
         if caller.expires_at is not None:
             left = (caller.expires_at - datetime.now(UTC)).total_seconds()
-            trusted_until = min(trusted_until, time.monotonic() + left)
-        self._entries.put(token, (caller, trusted_until, token))
+            trusted_until = min(trusted_until, now + left)
+        refresh_at = min(now + random.uniform(*REFRESH_WINDOW), trusted_until)
+        self._entries.put(token, (caller, refresh_at, trusted_until))
+
+    def refresh_soon(self, token: str, idle_minutes: int) -> None:
+        """Queue `token` for the background refresher (one task, batched queries)."""
+        if token in self._due:
+            return
+        self._due[token] = None
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(
+                self._refresh_due(idle_minutes)
+            )
+
+    async def _refresh_due(self, idle_minutes: int) -> None:
+        while self._due:
+            batch = list(itertools.islice(self._due, REFRESH_BATCH))
+            generation = self.generation
+            try:
+                found = await _read_sessions(batch, idle_minutes)
+            except Exception:  # the entries simply expire, and requests then ask anew
+                logger.warning("session refresh failed", exc_info=True)
+                for token in batch:
+                    self._due.pop(token, None)
+                await asyncio.sleep(1.0)
+                continue
+            for token in batch:
+                self._due.pop(token, None)
+                caller = found.get(token)
+                if generation != self.generation:
+                    continue
+                if caller is None:
+                    self._entries.discard(token)
+                else:
+                    self.put(token, caller, generation)
 
 
 session_cache = SessionCache()
@@ -135,41 +195,55 @@ async def start_session(
     return StartedSession(token, rows[0]["id"], expires_at, csrf_token_for(token))
 
 
-async def load_session(token: str, settings: Settings) -> Caller | None:
-    """The live session for `token`, or None if unknown, expired, idle too long or inactive."""
-    cached = session_cache.get(token)
-    if cached is not None:
-        return cached
-    token_hash = hash_token(token)
-    rows = await _execute(
-        "SELECT s.id, s.user_id, s.expires_at, s.last_seen_at, u.email, u.is_super_admin"
-        " FROM user_sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.token_hash = $1 AND s.expires_at > now()"
-        " AND s.last_seen_at > now() - make_interval(mins => $2) AND u.is_active",
-        token_hash,
-        settings.session_idle_minutes,
-    )
-    if not rows:
-        return None
-    row = rows[0]
-    if datetime.now(UTC) - row["last_seen_at"] > TOUCH_INTERVAL:
+SESSION_QUERY = (
+    "SELECT s.id, s.token_hash, s.user_id, s.expires_at, s.last_seen_at, u.email,"
+    " u.is_super_admin FROM user_sessions s JOIN users u ON u.id = s.user_id"
+    " WHERE s.token_hash = ANY($1::text[]) AND s.expires_at > now()"
+    " AND s.last_seen_at > now() - make_interval(mins => $2) AND u.is_active"
+)
+
+
+async def _read_sessions(tokens: Iterable[str], idle_minutes: int) -> dict[str, Caller]:
+    """The live sessions among `tokens`, by token, in one query; touches `last_seen_at`
+    (one statement) for those not seen for TOUCH_INTERVAL."""
+    by_hash = {hash_token(token): token for token in tokens}
+    rows = await _execute(SESSION_QUERY, list(by_hash), idle_minutes)
+    now = datetime.now(UTC)
+    stale = [row["id"] for row in rows if now - row["last_seen_at"] > TOUCH_INTERVAL]
+    if stale:
         # The condition repeats in SQL so that replicas racing on one session write once.
         await _execute(
             "UPDATE user_sessions SET last_seen_at = now()"
-            " WHERE id = $1 AND last_seen_at < now() - make_interval(secs => $2)",
-            row["id"],
+            " WHERE id = ANY($1::int[]) AND last_seen_at < now() - make_interval(secs => $2)",
+            stale,
             TOUCH_INTERVAL.total_seconds(),
         )
-    caller = Caller(
-        user_id=row["user_id"],
-        email=row["email"],
-        is_super_admin=row["is_super_admin"],
-        via="session",
-        session_id=row["id"],
-        csrf_token=csrf_token_for(token),
-        expires_at=row["expires_at"],
-    )
-    session_cache.put(token, caller)
+    found = {}
+    for row in rows:
+        token = by_hash[row["token_hash"]]
+        found[token] = Caller(
+            user_id=row["user_id"],
+            email=row["email"],
+            is_super_admin=row["is_super_admin"],
+            via="session",
+            session_id=row["id"],
+            csrf_token=csrf_token_for(token),
+            expires_at=row["expires_at"],
+        )
+    return found
+
+
+async def load_session(token: str, settings: Settings) -> Caller | None:
+    """The live session for `token`, or None if unknown, expired, idle too long or inactive."""
+    cached, due = session_cache.lookup(token)
+    if cached is not None:
+        if due:
+            session_cache.refresh_soon(token, settings.session_idle_minutes)
+        return cached
+    generation = session_cache.generation
+    caller = (await _read_sessions((token,), settings.session_idle_minutes)).get(token)
+    if caller is not None:
+        session_cache.put(token, caller, generation)
     return caller
 
 
@@ -190,10 +264,30 @@ async def end_user_sessions(user_id: int) -> None:
     await _execute("DELETE FROM user_sessions WHERE user_id = $1", user_id)
 
 
+def _session_cookie(connection: ASGIConnection[Any, Any, Any, Any], name: str) -> str | None:
+    """The session cookie's value, read from the raw header: parsing every cookie into a dict
+    (Litestar's `connection.cookies`, an LRU that 5,000 rotating users only churn) is most of
+    the cost of a cached session lookup. As there, the last of repeated cookies wins; values
+    needing unquoting take Litestar's path."""
+    prefix = name.encode() + b"="
+    found: bytes | None = None
+    for key, value in connection.scope["headers"]:
+        if key == b"cookie":
+            for part in value.split(b";"):
+                part = part.strip()
+                if part.startswith(prefix):
+                    found = part[len(prefix) :]
+    if found is None:
+        return None
+    if b"%" in found or b'"' in found:
+        return connection.cookies.get(name)
+    return found.decode("latin-1")
+
+
 async def caller_from_cookie(
     connection: ASGIConnection[Any, Any, Any, Any], settings: Settings
 ) -> Caller | None:
-    token = connection.cookies.get(cookie_name(settings))
+    token = _session_cookie(connection, cookie_name(settings))
     if not token or len(token) > 128:
         return None
     return await load_session(token, settings)

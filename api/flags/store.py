@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ CHANNEL = "feature_flags_changed"
 UNSYNCED_TTL = 1.0
 SYNCED_TTL = 300.0
 RESULT_SECONDS = 300.0
+RESULT_JITTER = 0.2  # results made together end over the last fifth of RESULT_SECONDS
 RESULT_LIMIT = 100_000
 logger = logging.getLogger("api.flags.store")
 
@@ -71,6 +73,7 @@ class FlagCache:
         self._loaded_at = -1e9
         self._stale = True
         self._lock = asyncio.Lock()
+        self._reload: asyncio.Task[dict[str, FlagDefinition]] | None = None
         self.results: BoundedCache[tuple[int, int | None], UserFlags] = BoundedCache(RESULT_LIMIT)
         self.generation = 0
         """Moves on every invalidation: results computed across one are not kept."""
@@ -103,6 +106,15 @@ class FlagCache:
     async def flags(self) -> dict[str, FlagDefinition]:
         if self._fresh():
             return self._flags
+        if listener.connected and not self._stale:
+            # Only the periodic reload is due (no change notice): serve what we have while
+            # one task reloads, rather than making every request wait for it.
+            if self._reload is None or self._reload.done():
+                self._reload = asyncio.get_running_loop().create_task(self._load())
+            return self._flags
+        return await self._load()
+
+    async def _load(self) -> dict[str, FlagDefinition]:
         async with self._lock:
             if self._fresh():
                 return self._flags
@@ -173,7 +185,9 @@ async def _evaluate_all(user_id: int, node_id: int | None) -> tuple[list[Evaluat
         for flag in flags.values()
         if not flag.archived
     ]
-    until = time.monotonic() + RESULT_SECONDS
+    # Jittered, so that users served together (a warm-up, a flag change) are not all
+    # re-evaluated together RESULT_SECONDS later.
+    until = time.monotonic() + RESULT_SECONDS * (1 - RESULT_JITTER * random.random())
     for override in targeting.overrides:
         if override.expires_at is not None:
             until = min(until, time.monotonic() + (override.expires_at - now).total_seconds())

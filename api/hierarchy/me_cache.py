@@ -9,6 +9,7 @@ LISTEN connection is up; without it each request describes the user afresh.
 
 from __future__ import annotations
 
+import random
 import time
 
 import msgspec
@@ -71,7 +72,9 @@ async def described_me_json(caller: Caller) -> bytes:
         caller.user_id,
     )
     left = rows[0]["left"] if rows else None
-    until = started + min(ME_SECONDS, float(left) if left is not None else ME_SECONDS)
+    # Jittered by up to a fifth, so that entries made together do not all end together.
+    longest = ME_SECONDS * (1 - 0.2 * random.random())
+    until = started + min(longest, float(left) if left is not None else longest)
     body = msgspec.json.encode(described)
     me_cache.put(caller, until, body, generation)
     return body

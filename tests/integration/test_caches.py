@@ -10,11 +10,12 @@ import httpx
 import pytest
 
 from api.auth.identity import Caller
-from api.auth.sessions import CACHE_LIMIT, hash_token, session_cache
+from api.auth.sessions import CACHE_LIMIT, hash_token, load_session, session_cache
 from api.db import fetch
 from api.flags.store import RESULT_LIMIT, UserFlags, flag_cache
 from api.hierarchy.me_cache import ME_LIMIT, me_cache
 from api.notifications import listener
+from api.settings import get_settings
 from tests.support.auth import sign_in
 
 USERS = 100_000
@@ -102,3 +103,66 @@ async def test_reading_a_session_writes_last_seen_at_at_most_once_a_minute(
         assert (await client.get("/api/v1/features")).status_code == 200
         assert (await client.get("/api/v1/auth/session/check")).status_code == 200
     assert await touches(user.token) == touched  # one write for the minute, not one per read
+
+
+def make_due(token: str) -> None:
+    """Move a cached session's refresh time into the past (it stays trusted)."""
+    entry = session_cache._entries.get(token)
+    assert entry is not None
+    session_cache._entries.put(token, (entry[0], 0.0, entry[2]))
+
+
+async def refreshed() -> None:
+    refresher = session_cache._refresher
+    assert refresher is not None
+    await refresher
+
+
+async def test_a_busy_session_is_refreshed_in_the_background_before_it_expires(
+    listening: None,
+) -> None:
+    user = await sign_in()
+    settings = get_settings()
+    first = await load_session(user.token, settings)
+    assert first is not None
+    make_due(user.token)
+    await fetch(
+        "UPDATE user_sessions SET last_seen_at = now() - interval '90 seconds'"
+        " WHERE token_hash = $1",
+        hash_token(user.token),
+    )
+    stale = await touches(user.token)
+    # The request is answered from the cache at once; the re-read happens behind it.
+    assert await load_session(user.token, settings) is first
+    await refreshed()
+    again = await load_session(user.token, settings)
+    assert again is not None
+    assert again is not first
+    assert again.user_id == user.user_id
+    assert (await touches(user.token))[0] > stale[0]  # the refresh touched last_seen_at
+
+
+async def test_a_session_gone_from_the_database_is_dropped_at_its_refresh(
+    listening: None,
+) -> None:
+    user = await sign_in()
+    settings = get_settings()
+    assert await load_session(user.token, settings) is not None
+    await fetch("DELETE FROM user_sessions WHERE token_hash = $1", hash_token(user.token))
+    make_due(user.token)
+    await load_session(user.token, settings)
+    await refreshed()
+    assert session_cache.get(user.token) is None
+    assert await load_session(user.token, settings) is None
+
+
+def test_sessions_cached_together_are_due_for_refresh_at_different_times(
+    listening: None,
+) -> None:
+    expires = datetime(2100, 1, 1, tzinfo=UTC)
+    for user in range(100):
+        caller = Caller(user, None, False, "session", user, "csrf", expires)
+        session_cache.put(f"token-{user}", caller)
+    due = {session_cache._entries.get(f"token-{user}")[1] for user in range(100)}  # type: ignore[index]
+    assert len(due) == 100
+    assert max(due) - min(due) > 5.0
