@@ -19,7 +19,8 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template import TemplateConfig
 
-from api.auth.identity import Caller, identify
+from api.auth.identification import identify
+from api.auth.identity import Caller
 from api.flags.evaluate import Evaluation, Reason
 from api.flags.store import evaluate_all, flag_cache
 from api.hierarchy.me import Assignment, describe_me

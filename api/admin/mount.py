@@ -29,7 +29,8 @@ from api.admin.bridge import admin_user_id
 from api.admin.config import build_admin
 from api.audit import act_as
 from api.auth.guards import UNSAFE_METHODS, check_csrf
-from api.auth.identity import Caller, identify, settings_of
+from api.auth.identification import identify
+from api.auth.identity import Caller, settings_of
 from api.auth.oidc import ProviderUnavailable, provider_for
 from api.auth.routes import provider_logout_url
 from api.auth.sessions import cookie_name, end_session, session_id_token

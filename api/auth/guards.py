@@ -9,7 +9,8 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from api.auth.identity import Caller, identify, settings_of
+from api.auth.identification import identify
+from api.auth.identity import Caller, settings_of
 from api.errors import Forbidden, NotAuthenticated
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -18,7 +18,8 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from api.auth.guards import check_csrf
-from api.auth.identity import Caller, ServiceCaller, identify, identify_service
+from api.auth.identification import identify, identify_service
+from api.auth.identity import Caller, ServiceCaller
 from api.errors import NotAuthenticated
 from api.flags.evaluate import Evaluation
 from api.flags.store import evaluate_one, user_flags
