@@ -123,7 +123,7 @@ async def signed_in_context(caller: Caller) -> dict[str, Any]:
 
 @get("/", include_in_schema=False, media_type="text/html")
 async def home(request: Request[Any, Any, Any]) -> Template:
-    caller = await identify(request)
+    caller = await identify(request)  # not `caller`: anonymous visitors get a page, not a 401
     if caller is None or caller.via != "session":
         return Template(template_name="home_anonymous.html", media_type="text/html")
     return Template(

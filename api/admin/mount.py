@@ -133,7 +133,7 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
         await _redirect(send, "/admin/")
         return
     connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive)
-    caller = await identify(connection)
+    caller = await identify(connection)  # an ASGI mount: no dependency injection reaches it
     method = scope.get("method", "GET")
     path = scope.get("path", "")
     if caller is None or caller.via != "session":
