@@ -32,7 +32,7 @@ from api.pages import home, template_config
 from api.request_context import RequestContextMiddleware
 from api.request_limits import RequestLimitsMiddleware
 from api.runtime import frozen_startup_heap
-from api.schema import require_schema
+from api.schema import DATABASE_ERROR_HANDLERS, require_schema
 from api.security_headers import SecurityHeadersMiddleware
 from api.settings import Settings, get_settings
 
@@ -110,7 +110,7 @@ def create_app(
     )
     litestar_app = Litestar(
         route_handlers=[liveness, readiness, auth_config, admin_mount, swagger_assets(), db_backed],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **DATABASE_ERROR_HANDLERS},
         lifespan=[access_log_flusher, database_pool, change_listener, frozen_startup_heap],
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",

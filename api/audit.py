@@ -37,6 +37,11 @@ AUDIT_CONTEXT = (
     " set_config('app.request_id', $5, true), set_config('app.client_ip', $6, true)"
 )
 """Tells the row-level audit triggers who acts and which row this record already names."""
+ACTOR_CONTEXT = (
+    "SELECT set_config('app.actor_id', $1, true), set_config('app.actor_email', $2, true),"
+    " set_config('app.request_id', $3, true), set_config('app.client_ip', $4, true)"
+)
+"""Tells the row-level audit triggers who acts, for writes that no `record_audit` names."""
 
 Snapshot = dict[str, Any] | msgspec.Struct | None
 
@@ -84,6 +89,18 @@ async def record_audit(
             request_id=current_request_id(),
             client_ip=ip,
         )
+    )
+
+
+async def act_as(actor: Caller, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Inside a transaction: the audit triggers record its row changes as `actor`'s, with
+    this request's id and client (used by the admin mount, whose writes Piccolo Admin makes)."""
+    await fetch(
+        ACTOR_CONTEXT,
+        str(actor.user_id),
+        actor.email or "",
+        current_request_id() or "",
+        client_ip(connection, settings_of(connection)) or "",
     )
 
 

@@ -11,8 +11,11 @@ import asyncio
 import json
 from decimal import Decimal
 
-from api.db import engine, fetch
+from api.db import engine
 from api.settings import load_settings
+from tables.flags import FeatureFlag, FeatureFlagOverride
+from tables.hierarchy import HierarchyNode, UserHierarchyAssignment
+from tables.users import User
 
 TREE = {
     ("Acme Retail", "acme", ("acme.example",)): {
@@ -59,36 +62,34 @@ PROVIDER_USERS = [
 
 
 async def _node(path: tuple[str, ...]) -> int:
-    rows = await fetch(
-        "SELECT id FROM organization_hierarchy WHERE slug = $1 AND cardinality(path) = $2"
-        " AND ($3::int IS NULL OR parent_id = $3)",
-        path[-1],
-        len(path),
-        await _node(path[:-1]) if len(path) > 1 else None,
+    parent = await _node(path[:-1]) if len(path) > 1 else None
+    node = await _find_node(path[-1], parent)
+    assert node is not None, f"demo node {'/'.join(path)} is missing"
+    return node
+
+
+async def _find_node(slug: str, parent: int | None) -> int | None:
+    under = (
+        HierarchyNode.parent_id.is_null() if parent is None else HierarchyNode.parent_id == parent
     )
-    return int(rows[0]["id"])
+    row = (
+        await HierarchyNode.select(HierarchyNode.id)
+        .where(HierarchyNode.slug == slug, under)
+        .first()
+    )
+    return None if row is None else int(row["id"])
 
 
 async def _ensure_node(
     level: str, name: str, slug: str, parent: int | None, domains: tuple[str, ...]
 ) -> int:
-    rows = await fetch(
-        "SELECT id FROM organization_hierarchy"
-        " WHERE slug = $1 AND parent_id IS NOT DISTINCT FROM $2",
-        slug,
-        parent,
+    found = await _find_node(slug, parent)
+    if found is not None:
+        return found
+    node = HierarchyNode(
+        level=level, name=name, slug=slug, parent_id=parent, email_domains=list(domains)
     )
-    if rows:
-        return int(rows[0]["id"])
-    rows = await fetch(
-        "INSERT INTO organization_hierarchy (level, name, slug, parent_id, email_domains)"
-        " VALUES ($1, $2, $3, $4, $5::varchar[]) RETURNING id",
-        level,
-        name,
-        slug,
-        parent,
-        list(domains),
-    )
+    rows = await HierarchyNode.insert(node).returning(HierarchyNode.id)
     return int(rows[0]["id"])
 
 
@@ -100,48 +101,64 @@ async def load_demo_data(issuer: str) -> None:
                 loc = await _ensure_node("location", loc_name, loc_slug, org, ())
                 for dep_name, dep_slug in departments:
                     await _ensure_node("department", dep_name, dep_slug, loc, ())
+        users: dict[str, int] = {}
         for sub, email, name, super_admin, role, path in USERS:
-            rows = await fetch(
-                "INSERT INTO users (oidc_issuer, oidc_subject, email, name, is_super_admin)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (oidc_issuer, oidc_subject)"
-                " DO UPDATE SET email = EXCLUDED.email RETURNING id",
-                issuer,
-                sub,
-                email,
-                name,
-                super_admin,
+            person = User(
+                oidc_issuer=issuer,
+                oidc_subject=sub,
+                email=email,
+                name=name,
+                is_super_admin=super_admin,
             )
+            rows = await (
+                User.insert(person)
+                .on_conflict(
+                    target=(User.oidc_issuer, User.oidc_subject),
+                    action="DO UPDATE",
+                    values=[User.email],
+                )
+                .returning(User.id)
+            )
+            users[sub] = int(rows[0]["id"])
             if role:
-                await fetch(
-                    "INSERT INTO user_hierarchy_assignments (user_id, node_id, role, is_primary)"
-                    " VALUES ($1, $2, $3, true) ON CONFLICT (user_id, node_id) DO NOTHING",
-                    rows[0]["id"],
-                    await _node(path),
-                    role,
+                assignment = UserHierarchyAssignment(
+                    user_id=users[sub], node_id=await _node(path), role=role, is_primary=True
+                )
+                await UserHierarchyAssignment.insert(assignment).on_conflict(
+                    target=(UserHierarchyAssignment.user_id, UserHierarchyAssignment.node_id),
+                    action="DO NOTHING",
                 )
         for key, name, enabled, rollout in FLAGS:
-            await fetch(
-                "INSERT INTO feature_flags (key, name, description, enabled, rollout_percentage)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
-                key,
-                name,
-                f"Demo flag: {name}",
-                enabled,
-                Decimal(rollout),
+            flag = FeatureFlag(
+                key=key,
+                name=name,
+                description=f"Demo flag: {name}",
+                enabled=enabled,
+                rollout_percentage=Decimal(rollout),
             )
-        await fetch(
-            "INSERT INTO feature_flag_overrides (flag_id, user_id, enabled, reason)"
-            " SELECT f.id, u.id, true, 'demo: Uma tries the beta' FROM feature_flags f, users u"
-            " WHERE f.key = 'beta-reports' AND u.oidc_subject = 'uma' AND u.oidc_issuer = $1"
-            " ON CONFLICT DO NOTHING",
-            issuer,
-        )
-        await fetch(
-            "INSERT INTO feature_flag_overrides (flag_id, node_id, enabled, reason)"
-            " SELECT f.id, n.id, true, 'demo: Globex pilots AI insights' FROM feature_flags f,"
-            " organization_hierarchy n WHERE f.key = 'ai-insights' AND n.slug = 'globex'"
-            " AND n.parent_id IS NULL ON CONFLICT DO NOTHING",
-        )
+            await FeatureFlag.insert(flag).on_conflict(target=FeatureFlag.key, action="DO NOTHING")
+        overrides = [
+            FeatureFlagOverride(
+                flag_id=await _flag_id("beta-reports"),
+                user_id=users["uma"],
+                enabled=True,
+                reason="demo: Uma tries the beta",
+            ),
+            FeatureFlagOverride(
+                flag_id=await _flag_id("ai-insights"),
+                node_id=await _node(("globex",)),
+                enabled=True,
+                reason="demo: Globex pilots AI insights",
+            ),
+        ]
+        for override in overrides:
+            await FeatureFlagOverride.insert(override).on_conflict(action="DO NOTHING")
+
+
+async def _flag_id(key: str) -> int:
+    row = await FeatureFlag.select(FeatureFlag.id).where(FeatureFlag.key == key).first()
+    assert row is not None, f"demo flag {key} is missing"
+    return int(row["id"])
 
 
 def main() -> None:

@@ -1,17 +1,15 @@
 """Errors as values of a few exception classes, mapped in one place to JSON responses.
 
-No stack trace ever reaches a client. Database trouble becomes 503 (`database_unavailable`
-or `schema_not_ready`), constraint violations become 409/422, anything else unexpected is a
-logged 500 — which the test suite treats as a bug.
+No stack trace ever reaches a client; anything unexpected is a logged 500 — which the test
+suite treats as a bug. Database trouble (503, or 409/422 for constraint violations) is mapped
+next to the schema gate it resets: `api.schema.DATABASE_ERROR_HANDLERS`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
@@ -116,7 +114,7 @@ def error_body(
     return body
 
 
-def _respond(
+def error_response(
     status_code: int,
     code: str,
     detail: str,
@@ -135,7 +133,7 @@ def _respond(
 
 
 def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
-    return _respond(exc.status_code, exc.code, exc.detail, exc.extra, exc.headers)
+    return error_response(exc.status_code, exc.code, exc.detail, exc.extra, exc.headers)
 
 
 def http_exception_handler(
@@ -150,50 +148,18 @@ def http_exception_handler(
     )
     if status >= 500:
         logger.error("http exception %s: %s", status, exc.detail)
-    return _respond(status, code, exc.detail, extra, exc.headers)
-
-
-def database_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    """Schema gaps and connection trouble are the operator's to fix: say so with a 503."""
-    from api.schema import schema_gate
-
-    if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
-        schema_gate.invalidate()
-        logger.error("schema_not_ready: %s", exc)
-        return _respond(503, "schema_not_ready", "The database schema is not up to date")
-    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-        constraint = getattr(exc, "constraint_name", None)
-        extra = {"constraint": constraint} if constraint else None
-        if isinstance(exc, asyncpg.UniqueViolationError | asyncpg.ForeignKeyViolationError):
-            return _respond(409, "conflict", "The change conflicts with existing data", extra)
-        return _respond(422, "validation_error", "The change violates a data rule", extra)
-    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
-        return _respond(403, "forbidden", "The database refused this change")
-    if isinstance(exc, asyncpg.DataError):
-        return _respond(422, "validation_error", "A value is out of range or malformed")
-    schema_gate.invalidate()
-    logger.warning("database_unavailable: %s: %s", type(exc).__name__, exc)
-    return _respond(503, "database_unavailable", "The database is unavailable; retry shortly")
+    return error_response(status, code, exc.detail, extra, exc.headers)
 
 
 def unexpected_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, Any]]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _respond(500, "internal_error", "Internal Server Error")
+    return error_response(500, "internal_error", "Internal Server Error")
 
-
-DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
-)
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AppError: app_error_handler,
     HTTPException: http_exception_handler,
-    **{error: database_error_handler for error in DATABASE_ERRORS},
     Exception: unexpected_error_handler,
 }

@@ -19,7 +19,8 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template import TemplateConfig
 
-from api.auth.identity import Caller, identify
+from api.auth.identification import identify
+from api.auth.identity import Caller
 from api.flags.evaluate import Evaluation, Reason
 from api.flags.store import evaluate_all, flag_cache
 from api.hierarchy.me import Assignment, describe_me
@@ -122,7 +123,7 @@ async def signed_in_context(caller: Caller) -> dict[str, Any]:
 
 @get("/", include_in_schema=False, media_type="text/html")
 async def home(request: Request[Any, Any, Any]) -> Template:
-    caller = await identify(request)
+    caller = await identify(request)  # not `caller`: anonymous visitors get a page, not a 401
     if caller is None or caller.via != "session":
         return Template(template_name="home_anonymous.html", media_type="text/html")
     return Template(

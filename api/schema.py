@@ -10,18 +10,22 @@ the check (it opens a connection of its own).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import asyncpg
-from litestar import Request
+from litestar import Request, Response
+from litestar.types import ExceptionHandlersMap
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.conf.apps import AppConfig, Finder
 
-from api.errors import DatabaseUnavailable, SchemaNotReady
+from api.errors import DatabaseUnavailable, SchemaNotReady, error_response
 from api.request_body import require_strict_body
+
+logger = logging.getLogger("api.schema")
 
 CHECK_TIMEOUT_SECONDS = 1.5
 READY_TTL_SECONDS = 5.0
@@ -152,3 +156,38 @@ async def require_schema_and_strict_body(request: Request[Any, Any, Any]) -> Non
     layer's hook, so a router that adds the strict-body rule must keep the gate itself."""
     await schema_gate.ensure_ready()
     await require_strict_body(request)
+
+
+def database_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Schema gaps and connection trouble are the operator's to fix: say so with a 503, and
+    have the gate check afresh. Constraint violations are the client's: 409/422."""
+    if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
+        schema_gate.invalidate()
+        logger.error("schema_not_ready: %s", exc)
+        return error_response(503, "schema_not_ready", "The database schema is not up to date")
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        constraint = getattr(exc, "constraint_name", None)
+        extra = {"constraint": constraint} if constraint else None
+        if isinstance(exc, asyncpg.UniqueViolationError | asyncpg.ForeignKeyViolationError):
+            return error_response(409, "conflict", "The change conflicts with existing data", extra)
+        return error_response(422, "validation_error", "The change violates a data rule", extra)
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return error_response(403, "forbidden", "The database refused this change")
+    if isinstance(exc, asyncpg.DataError):
+        return error_response(422, "validation_error", "A value is out of range or malformed")
+    schema_gate.invalidate()
+    logger.warning("database_unavailable: %s: %s", type(exc).__name__, exc)
+    return error_response(503, "database_unavailable", "The database is unavailable; retry shortly")
+
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+DATABASE_ERROR_HANDLERS: ExceptionHandlersMap = {
+    error: database_error_handler for error in DATABASE_ERRORS
+}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 
 from api.auth.sessions import load_session
-from api.db import fetch
 from api.settings import get_settings
+from tables.admin import AdminUser
 
 _admin_ids: dict[int, int] = {}
 
@@ -18,16 +18,12 @@ async def admin_user_id(user_id: int, email: str | None) -> int:
     before that was so (`oidc-user-<id>`) are renamed on first use."""
     if user_id in _admin_ids:
         return _admin_ids[user_id]
-    from tables.admin import AdminUser
-
     legacy = f"oidc-user-{user_id}"
     username = (email or legacy)[:100]
-    rows = await fetch(
-        "SELECT id, username FROM admin_users WHERE username = ANY($1::text[])"
-        " ORDER BY username = $2 DESC",
-        [username, legacy],
-        username,
+    rows = await AdminUser.select(AdminUser.id, AdminUser.username).where(
+        AdminUser.username.is_in([username, legacy])
     )
+    rows.sort(key=lambda row: row["username"] != username)  # the current name first
     if rows:
         admin_id = int(rows[0]["id"])
         if rows[0]["username"] != username:

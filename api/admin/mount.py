@@ -27,15 +27,15 @@ from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from api.admin.bridge import admin_user_id
 from api.admin.config import build_admin
+from api.audit import act_as
 from api.auth.guards import UNSAFE_METHODS, check_csrf
-from api.auth.identity import Caller, identify, settings_of
+from api.auth.identification import identify
+from api.auth.identity import Caller, settings_of
 from api.auth.oidc import ProviderUnavailable, provider_for
 from api.auth.routes import provider_logout_url
 from api.auth.sessions import cookie_name, end_session, session_id_token
-from api.client_ip import client_ip
-from api.db import engine, fetch
+from api.db import engine
 from api.errors import Forbidden, error_body
-from api.request_context import current_request_id
 from api.settings import Settings
 
 _admin: Any = None
@@ -133,7 +133,7 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
         await _redirect(send, "/admin/")
         return
     connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive)
-    caller = await identify(connection)
+    caller = await identify(connection)  # an ASGI mount: no dependency injection reaches it
     method = scope.get("method", "GET")
     path = scope.get("path", "")
     if caller is None or caller.via != "session":
@@ -208,15 +208,7 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
             held.append(message)
 
         async with engine().transaction() as transaction:
-            await fetch(
-                "SELECT set_config('app.actor_id', $1, true),"
-                " set_config('app.actor_email', $2, true),"
-                " set_config('app.request_id', $3, true), set_config('app.client_ip', $4, true)",
-                str(caller.user_id),
-                caller.email or "",
-                current_request_id() or "",
-                client_ip(connection, settings),
-            )
+            await act_as(caller, connection)
             await admin_app()(inner, receive, hold)
             refused = any(m["type"] == "http.response.start" and m["status"] >= 400 for m in held)
             if refused:  # e.g. a constraint the admin reported: nothing of it may stay

@@ -25,7 +25,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from api.errors import AppError, InvalidInput
-from api.flags.validation import validate_flag_changes, validate_override
+from api.flags.validation import (
+    require_current_version,
+    validate_flag_changes,
+    validate_override,
+)
 from api.validation import validate_domains, validate_name, validate_slug
 
 Values = dict[str, Any]
@@ -76,20 +80,23 @@ class WriteRules:
             raise field_error(self.table, name, error.detail) from None
 
     async def before_patch(self, row_id: Any, values: Mapping[Any, Any], request: Request) -> Any:
-        current = await self.table.select().where(self.table._meta.primary_key == row_id).first()
+        current = await (
+            self.table.select()
+            .where(self.table._meta.primary_key == row_id)
+            .lock_rows()  # the admin mount's write transaction: no change slips in between
+            .first()
+        )
         if current is None:
             raise HTTPException(status_code=404, detail="This row no longer exists")
         sent = {getattr(column, "_meta", column).name: value for column, value in values.items()}
         unknown = set(sent) - _names(self.table)
         if unknown:
             raise field_error(self.table, sorted(unknown)[0], "is not a field of this table", 400)
-        if self.optimistic_version and "version" in sent and sent["version"] != current["version"]:
-            raise field_error(
-                self.table,
-                "version",
-                "The row changed since you opened it: reload the page to see the new values",
-                409,
-            )
+        if self.optimistic_version and "version" in sent:
+            try:
+                require_current_version(current["version"], sent["version"])
+            except AppError as stale:
+                raise field_error(self.table, "version", stale.detail, stale.status_code) from None
         changes: Values = {}
         for name, value in sent.items():
             if _same(current[name], value):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from api.auth.identity import Caller, ServiceCaller
 from api.auth.oidc import ProviderUnavailable, TokenRejected, provider_for
-from api.db import fetch
 from api.settings import Settings
+from tables.users import User
 
 
 def _is_machine_token(claims: dict[str, object]) -> bool:
@@ -27,13 +27,15 @@ async def caller_from_bearer(token: str, settings: Settings) -> Caller | Service
     if _is_machine_token(claims):
         client_id = claims.get("azp") or claims.get("client_id") or claims["sub"]
         return ServiceCaller(client_id=str(client_id))
-    rows = await fetch(
-        "SELECT id, email, is_super_admin FROM users"
-        " WHERE oidc_issuer = $1 AND oidc_subject = $2 AND is_active",
-        settings.oidc_issuer,
-        claims["sub"],
+    row = (
+        await User.select(User.id, User.email, User.is_super_admin)
+        .where(
+            User.oidc_issuer == settings.oidc_issuer,
+            User.oidc_subject == claims["sub"],
+            User.is_active.eq(True),
+        )
+        .first()
     )
-    if not rows:
+    if row is None:
         return None
-    row = rows[0]
     return Caller(row["id"], row["email"], row["is_super_admin"], via="bearer")

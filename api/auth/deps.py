@@ -7,14 +7,16 @@ hottest handlers, which skip dependency resolution.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
 from litestar.di import Provide
 
-from api.auth.guards import authenticated
-from api.auth.identity import Caller
-from api.errors import Forbidden
+from api.auth.guards import authenticated, check_csrf
+from api.auth.identification import identify, identify_service
+from api.auth.identity import Caller, ServiceCaller
+from api.errors import Forbidden, NotAuthenticated
 
 
 async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
@@ -30,5 +32,26 @@ async def provide_super_admin(request: Request[Any, Any, Any]) -> Caller:
     return caller
 
 
+@dataclass(frozen=True, slots=True)
+class UserOrService:
+    """A signed-in person, else a machine client (one type: Litestar checks dependencies)."""
+
+    user: Caller | None
+    service: ServiceCaller | None = None
+
+
+async def provide_user_or_service(request: Request[Any, Any, Any]) -> UserOrService:
+    """`provide_caller`, or else a machine client's bearer token (OFREP serves both)."""
+    caller = await identify(request)
+    if caller is not None:
+        check_csrf(request, caller)
+        return UserOrService(caller)
+    service = await identify_service(request)
+    if service is None:
+        raise NotAuthenticated("A session or a bearer token is required")
+    return UserOrService(None, service)
+
+
 CALLER = {"caller": Provide(provide_caller)}
 SUPER_ADMIN = {"caller": Provide(provide_super_admin)}
+USER_OR_SERVICE = {"caller": Provide(provide_user_or_service)}

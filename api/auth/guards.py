@@ -7,9 +7,9 @@ from collections.abc import Collection
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 
-from api.auth.identity import Caller, identify, settings_of
+from api.auth.identification import identify
+from api.auth.identity import Caller, settings_of
 from api.errors import Forbidden, NotAuthenticated
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -39,32 +39,10 @@ def check_csrf(
 
 
 async def authenticated(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
-    """`require_user` as a plain call, for the hottest routes: Litestar copies the route
-    handler on every guard call, a cost these endpoints do not need to pay."""
+    """The caller rule: signed in (else 401), unsafe methods pass CSRF (else 403). Behind the
+    `caller` dependency (api.auth.deps), and called directly by the hottest handlers."""
     caller = await identify(connection)
     if caller is None:
         raise NotAuthenticated("Sign in first")
     check_csrf(connection, caller)
-    return caller
-
-
-async def require_user(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
-) -> None:
-    await authenticated(connection)
-
-
-async def require_super_admin(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler | None = None
-) -> None:
-    caller = await authenticated(connection)
-    if not caller.is_super_admin:
-        raise Forbidden("Super-admins only")
-
-
-async def provide_caller(request: ASGIConnection[Any, Any, Any, Any]) -> Caller:
-    """Dependency for handlers behind `require_user`: the identified caller."""
-    caller = await identify(request)
-    if caller is None:
-        raise NotAuthenticated("Sign in first")
     return caller

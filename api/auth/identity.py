@@ -1,7 +1,7 @@
-"""The caller of a request, identified lazily from its session cookie (or bearer token).
+"""Who calls: a person (`Caller`) or a machine client (`ServiceCaller`).
 
-Identification never rejects; guards do. It runs only when a guard or handler asks, so
-public routes such as /health never touch the database.
+The sessions and bearer modules produce these; `api.auth.identification` picks which one
+applies to a request.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ from typing import Any, Literal
 from litestar.connection import ASGIConnection
 
 from api.settings import Settings
-
-_CALLER_KEY = "caller"
-_SERVICE_KEY = "service_caller"
-_UNSET = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,38 +36,3 @@ class ServiceCaller:
 def settings_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Settings:
     settings: Settings = connection.app.state["settings"]
     return settings
-
-
-async def identify(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | None:
-    """The request's caller, looked up once per request and cached on its state."""
-    cached = connection.scope.setdefault("state", {}).get(_CALLER_KEY, _UNSET)
-    if cached is not _UNSET:
-        return cached  # type: ignore[no-any-return]
-    from api.auth.sessions import caller_from_cookie
-
-    settings = settings_of(connection)
-    caller: Caller | None = None
-    # The raw header, not `connection.headers`: building that mapping costs more than the
-    # whole cached session lookup that usually follows.
-    authorization = next(
-        (v.decode("latin-1") for k, v in connection.scope["headers"] if k == b"authorization"), ""
-    )
-    if authorization[:7].lower() == "bearer ":
-        from api.auth.bearer import caller_from_bearer
-
-        found = await caller_from_bearer(authorization[7:].strip(), settings)
-        if isinstance(found, ServiceCaller):
-            connection.scope["state"][_SERVICE_KEY] = found
-        else:
-            caller = found
-    else:
-        caller = await caller_from_cookie(connection, settings)
-    connection.scope["state"][_CALLER_KEY] = caller
-    return caller
-
-
-async def identify_service(connection: ASGIConnection[Any, Any, Any, Any]) -> ServiceCaller | None:
-    """The machine client behind the request's bearer token, if that is what it carries."""
-    await identify(connection)
-    service: ServiceCaller | None = connection.scope["state"].get(_SERVICE_KEY)
-    return service

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 from api.auth.oidc import OidcProvider, ProviderUnavailable, TokenRejected
 from api.auth.provisioning import provision_user
 from api.auth.sessions import StartedSession, hash_token, start_session
-from api.db import engine, fetch
+from api.db import engine
 from api.errors import AppError, BadRequest, Forbidden, UpstreamUnavailable
 from api.settings import Settings
+from tables.sessions import OidcLoginState
 
 LOGIN_STATE_TTL = timedelta(minutes=10)
 USERINFO_PROFILE_CLAIMS = ("email", "email_verified", "name", "given_name", "family_name")
@@ -72,16 +73,17 @@ async def begin_login(provider: OidcProvider, next_url: str) -> LoginStart:
         raise UpstreamUnavailable(
             "The identity provider is unreachable; retry shortly", extra={"reason": str(exc)}
         ) from exc
-    await fetch("DELETE FROM oidc_login_states WHERE expires_at < now() - interval '1 hour'")
-    await fetch(
-        "INSERT INTO oidc_login_states (state_hash, browser_binding_hash, nonce, code_verifier,"
-        " next_url, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        hash_token(state),
-        hash_token(binding),
-        nonce,
-        code_verifier,
-        next_url,
-        datetime.now(UTC) + LOGIN_STATE_TTL,
+    now = datetime.now(UTC)
+    await OidcLoginState.delete().where(OidcLoginState.expires_at < now - timedelta(hours=1))
+    await OidcLoginState.insert(
+        OidcLoginState(
+            state_hash=hash_token(state),
+            browser_binding_hash=hash_token(binding),
+            nonce=nonce,
+            code_verifier=code_verifier,
+            next_url=next_url,
+            expires_at=now + LOGIN_STATE_TTL,
+        )
     )
     return LoginStart(url, binding)
 
@@ -116,11 +118,18 @@ async def complete_login(
         raise _fail("code_missing", "The callback carries no authorization code")
     if not browser_binding:
         raise _fail("state_unbound", "This browser did not start the login (no login cookie)")
-    rows = await fetch(
-        "DELETE FROM oidc_login_states WHERE state_hash = $1 AND browser_binding_hash = $2"
-        " RETURNING nonce, code_verifier, next_url, expires_at",
-        hash_token(state),
-        hash_token(browser_binding),
+    rows = (
+        await OidcLoginState.delete()
+        .where(
+            OidcLoginState.state_hash == hash_token(state),
+            OidcLoginState.browser_binding_hash == hash_token(browser_binding),
+        )
+        .returning(
+            OidcLoginState.nonce,
+            OidcLoginState.code_verifier,
+            OidcLoginState.next_url,
+            OidcLoginState.expires_at,
+        )
     )
     if not rows or rows[0]["expires_at"] < datetime.now(UTC):
         raise _fail("state_invalid", "The login state is unknown, expired or already used")

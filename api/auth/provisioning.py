@@ -14,6 +14,7 @@ and a verified login takes the address from any other row still holding it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,20 @@ from api.auth.identity import Caller
 from api.db import fetch
 from api.errors import Conflict
 from api.settings import Settings
+from tables.enums import NodeLevel, Role
+from tables.hierarchy import HierarchyNode, UserHierarchyAssignment
+from tables.users import SuperAdminGrant, User
+
+UPSERT_USER = (
+    "INSERT INTO users (oidc_issuer, oidc_subject, email, name, given_name, family_name,"
+    " last_login_at) VALUES ($1, $2, $3, $4, $5, $6, now())"
+    " ON CONFLICT (oidc_issuer, oidc_subject) DO UPDATE SET email = EXCLUDED.email,"
+    " name = EXCLUDED.name, given_name = EXCLUDED.given_name,"
+    " family_name = EXCLUDED.family_name, last_login_at = now(), updated_at = now()"
+    " RETURNING id, email, is_active, is_super_admin, (xmax = 0) AS created"
+)
+"""Insert or refresh in one round trip; `xmax = 0` (not sayable in the query builder's
+`returning`) tells a first login from a returning one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +64,11 @@ def verified_email(claims: dict[str, Any]) -> str | None:
 
 async def _take_address(email: str, issuer: str, subject: str) -> None:
     """A verified login owns its address: release it from any other row (audited)."""
-    released = await fetch(
-        "UPDATE users SET email = NULL, updated_at = now() WHERE email = $1"
-        " AND (oidc_issuer, oidc_subject) <> ($2, $3) RETURNING id",
-        email,
-        issuer,
-        subject,
+    released = (
+        await User.update({User.email: None, User.updated_at: datetime.now(UTC)})
+        .where(User.email == email)
+        .where((User.oidc_issuer != issuer) | (User.oidc_subject != subject))
+        .returning(User.id)
     )
     for row in released:
         await record_audit(
@@ -69,23 +83,24 @@ async def _take_address(email: str, issuer: str, subject: str) -> None:
 
 async def _organization_for(email: str | None, settings: Settings) -> int | None:
     """Only a verified address may place a user in the organization claiming its domain."""
+    organizations = HierarchyNode.select(HierarchyNode.id).where(
+        HierarchyNode.level == NodeLevel.organization.value, HierarchyNode.is_active.eq(True)
+    )
     if email:
         domain = email.rsplit("@", 1)[1]
-        rows = await fetch(
-            "SELECT id FROM organization_hierarchy WHERE level = 'organization' AND is_active"
-            " AND email_domains @> ARRAY[$1::varchar] ORDER BY id LIMIT 1",
-            domain,
+        row = await (
+            organizations.where(HierarchyNode.email_domains.any(domain))
+            .order_by(HierarchyNode.id)
+            .first()
         )
-        if rows:
-            return int(rows[0]["id"])
+        if row is not None:
+            return int(row["id"])
     if settings.default_organization:
-        rows = await fetch(
-            "SELECT id FROM organization_hierarchy WHERE level = 'organization' AND is_active"
-            " AND parent_id IS NULL AND slug = $1",
-            settings.default_organization,
-        )
-        if rows:
-            return int(rows[0]["id"])
+        row = await organizations.where(
+            HierarchyNode.parent_id.is_null(), HierarchyNode.slug == settings.default_organization
+        ).first()
+        if row is not None:
+            return int(row["id"])
     return None
 
 
@@ -96,12 +111,7 @@ async def provision_user(claims: dict[str, Any], settings: Settings) -> Provisio
         await _take_address(email, settings.oidc_issuer, claims["sub"])
     try:
         rows = await fetch(
-            "INSERT INTO users (oidc_issuer, oidc_subject, email, name, given_name, family_name,"
-            " last_login_at) VALUES ($1, $2, $3, $4, $5, $6, now())"
-            " ON CONFLICT (oidc_issuer, oidc_subject) DO UPDATE SET email = EXCLUDED.email,"
-            " name = EXCLUDED.name, given_name = EXCLUDED.given_name,"
-            " family_name = EXCLUDED.family_name, last_login_at = now(), updated_at = now()"
-            " RETURNING id, email, is_active, is_super_admin, (xmax = 0) AS created",
+            UPSERT_USER,
             settings.oidc_issuer,
             claims["sub"],
             email,
@@ -133,11 +143,13 @@ async def provision_user(claims: dict[str, Any], settings: Settings) -> Provisio
         )
         organization = await _organization_for(email, settings)
         if organization is not None:
-            await fetch(
-                "INSERT INTO user_hierarchy_assignments (user_id, node_id, role, is_primary)"
-                " VALUES ($1, $2, 'viewer', true)",
-                user.user_id,
-                organization,
+            await UserHierarchyAssignment.insert(
+                UserHierarchyAssignment(
+                    user_id=user.user_id,
+                    node_id=organization,
+                    role=Role.viewer.value,
+                    is_primary=True,
+                )
             )
             await record_audit(
                 action="assignment.created",
@@ -147,9 +159,13 @@ async def provision_user(claims: dict[str, Any], settings: Settings) -> Provisio
                 after={"node_id": organization, "role": "viewer", "source": "provisioning"},
             )
     if email and not user.is_super_admin:
-        granted = await fetch("DELETE FROM super_admin_grants WHERE email = $1 RETURNING id", email)
+        granted = (
+            await SuperAdminGrant.delete()
+            .where(SuperAdminGrant.email == email)
+            .returning(SuperAdminGrant.id)
+        )
         if granted:
-            await fetch("UPDATE users SET is_super_admin = true WHERE id = $1", user.user_id)
+            await User.update({User.is_super_admin: True}).where(User.id == user.user_id)
             await record_audit(
                 action="super_admin.linked",
                 resource_type="user",

@@ -14,7 +14,8 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery
 from litestar.response import Redirect
 
-from api.auth.identity import Caller, identify, settings_of
+from api.auth.identification import identify
+from api.auth.identity import Caller, settings_of
 from api.auth.login import begin_login, complete_login, prelogin_cookie_name, safe_next
 from api.auth.oidc import ProviderUnavailable, provider_for
 from api.auth.rate_limit import limit_auth_requests

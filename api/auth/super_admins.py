@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+from datetime import UTC, datetime
 
 from api.audit import record_audit
-from api.db import engine, fetch
+from api.db import engine
+from tables.users import SuperAdminGrant, User
 
 USAGE = "usage: python -m api.auth.super_admins {grant|revoke|list} [EMAIL]"
 
@@ -35,33 +37,38 @@ async def _audit(action: str, email: str, user_id: int | None, before: bool, aft
 
 async def grant(email: str) -> str:
     async with engine().transaction():
-        rows = await fetch(
-            "UPDATE users SET is_super_admin = true, updated_at = now() WHERE email = $1"
-            " RETURNING id, (SELECT is_super_admin FROM users WHERE email = $1) AS before",
-            email,
+        user = (
+            await User.select(User.id, User.is_super_admin)
+            .where(User.email == email)
+            .lock_rows()
+            .first()
         )
-        if rows:
-            await _audit("super_admin.granted", email, rows[0]["id"], rows[0]["before"], True)
-    if rows:
+        if user is not None:
+            await User.update(
+                {User.is_super_admin: True, User.updated_at: datetime.now(UTC)}
+            ).where(User.id == user["id"])
+            await _audit("super_admin.granted", email, user["id"], user["is_super_admin"], True)
+    if user is not None:
         return f"{email} is now a super-admin"
     async with engine().transaction():
-        await fetch(
-            "INSERT INTO super_admin_grants (email, granted_by) VALUES ($1, $2)"
-            " ON CONFLICT (email) DO NOTHING",
-            email,
-            f"cli:{getpass.getuser()}",
-        )
+        await SuperAdminGrant.insert(
+            SuperAdminGrant(email=email, granted_by=f"cli:{getpass.getuser()}")
+        ).on_conflict(target=SuperAdminGrant.email, action="DO NOTHING")
         await _audit("super_admin.granted_pending", email, None, False, True)
     return f"{email} will be a super-admin at their first login with a verified e-mail"
 
 
 async def revoke(email: str) -> str:
     async with engine().transaction():
-        pending = await fetch("DELETE FROM super_admin_grants WHERE email = $1 RETURNING id", email)
-        rows = await fetch(
-            "UPDATE users SET is_super_admin = false, updated_at = now()"
-            " WHERE email = $1 AND is_super_admin RETURNING id",
-            email,
+        pending = (
+            await SuperAdminGrant.delete()
+            .where(SuperAdminGrant.email == email)
+            .returning(SuperAdminGrant.id)
+        )
+        rows = (
+            await User.update({User.is_super_admin: False, User.updated_at: datetime.now(UTC)})
+            .where(User.email == email, User.is_super_admin.eq(True))
+            .returning(User.id)
         )
         if rows or pending:
             await _audit("super_admin.revoked", email, rows[0]["id"] if rows else None, True, False)
@@ -71,8 +78,8 @@ async def revoke(email: str) -> str:
 
 
 async def listing() -> str:
-    users = await fetch("SELECT email FROM users WHERE is_super_admin ORDER BY email")
-    pending = await fetch("SELECT email FROM super_admin_grants ORDER BY email")
+    users = await User.select(User.email).where(User.is_super_admin.eq(True)).order_by(User.email)
+    pending = await SuperAdminGrant.select(SuperAdminGrant.email).order_by(SuperAdminGrant.email)
     lines = [f"{row['email']}" for row in users]
     lines += [f"{row['email']} (pending first login)" for row in pending]
     return "\n".join(lines) or "no super-admins"

@@ -1,13 +1,18 @@
 """The feature-flag admin API for super-admins (PRODUCT §4): every change audited.
 
 Updates use optimistic concurrency: the client sends the `version` it read; a stale one is
-refused with 409 and the current version, so no change is silently overwritten. Flags are
-archived, never deleted, so their history stays.
+refused with 409 and the current version (`require_current_version`, the admin UI's rule
+too), so no change is silently overwritten; the database trigger bumps the version. Flags
+are archived, never deleted, so their history stays.
+
+Each write also clears this process's flag cache at once: the NOTIFY reaches it only after
+commit, asynchronously, and without a LISTEN connection flag definitions are still kept for
+a second, so the direct call is what lets a client read its own write on this replica.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +27,11 @@ from api.auth.deps import SUPER_ADMIN
 from api.auth.identity import Caller
 from api.errors import Conflict, NotFound
 from api.flags.store import flag_cache
-from api.flags.validation import validate_flag_changes, validate_override
+from api.flags.validation import (
+    require_current_version,
+    validate_flag_changes,
+    validate_override,
+)
 from api.schema import require_schema_and_strict_body
 from tables.flags import FeatureFlag, FeatureFlagOverride
 from tables.hierarchy import HierarchyNode
@@ -169,20 +178,12 @@ async def _apply(
     values: dict[Any, Any] = {
         FeatureFlag._meta.get_column_by_name(k): v for k, v in changes.items()
     }
-    values |= {
-        FeatureFlag.version: FeatureFlag.version + 1,
-        FeatureFlag.updated_by_id: caller.user_id,
-        FeatureFlag.updated_at: datetime.now(UTC),
-    }
+    values[FeatureFlag.updated_by_id] = caller.user_id  # version and updated_at: the trigger
     async with audited_change(
         action, "feature_flag", actor=caller, connection=request, resource_id=key
     ) as change:
         before = change.before = await _load(key, lock=True)
-        if before.version != version:
-            raise Conflict(
-                "The flag changed since you read it; reload and retry",
-                extra={"reason": "stale_version", "current_version": before.version},
-            )
+        require_current_version(before.version, version)
         rows = await (
             FeatureFlag.update(values).where(FeatureFlag.key == key).returning(*FLAG_COLUMNS)
         )

@@ -12,14 +12,11 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
-from api.auth.guards import check_csrf
-from api.auth.identity import Caller, ServiceCaller, identify, identify_service
-from api.errors import NotAuthenticated
+from api.auth.deps import USER_OR_SERVICE, UserOrService
 from api.flags.evaluate import Evaluation
 from api.flags.store import evaluate_one, user_flags
 from api.responses import EncodedJSON
@@ -45,24 +42,13 @@ class OfrepBulk(msgspec.Struct, omit_defaults=True):
     errorDetails: str | None = None
 
 
-async def require_user_or_service(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler | None = None
-) -> None:
-    caller = await identify(connection)
-    if caller is not None:
-        check_csrf(connection, caller)
-        return
-    if await identify_service(connection) is None:
-        raise NotAuthenticated("A session or a bearer token is required")
-
-
 class ContextProblem(Exception):
     def __init__(self, code: str, details: str, status: int = 400) -> None:
         super().__init__(details)
         self.code, self.details, self.status = code, details, status
 
 
-async def _subject(request: Request[Any, Any, Any]) -> int:
+async def _subject(request: Request[Any, Any, Any], client: UserOrService) -> int:
     """The user id to evaluate for, from the caller and the request's evaluation context."""
     raw = await request.body()
     try:
@@ -75,12 +61,11 @@ async def _subject(request: Request[Any, Any, Any]) -> int:
     targeting = context.get("targetingKey")
     if targeting is not None and not isinstance(targeting, str):
         raise ContextProblem("INVALID_CONTEXT", "`targetingKey` must be a string")
-    caller: Caller | None = await identify(request)
-    service: ServiceCaller | None = await identify_service(request)
-    if caller is None and service is not None:
+    caller = client.user
+    if caller is None:
         if not targeting:
             raise ContextProblem("TARGETING_KEY_MISSING", "A service must name a targetingKey")
-    elif caller is not None:
+    else:
         if not targeting:
             return caller.user_id
         if targeting != str(caller.user_id) and not caller.is_super_admin:
@@ -103,7 +88,7 @@ def _success(evaluation: Evaluation) -> OfrepResult:
     "/ofrep/v1/evaluate/flags/{key:str}",
     tags=["ofrep"],
     operation_id="ofrepEvaluateFlag",
-    guards=[require_user_or_service],
+    dependencies=USER_OR_SERVICE,
     responses={
         400: ResponseSpec(OfrepResult, description="PARSE_ERROR / INVALID_CONTEXT / ..."),
         403: ResponseSpec(OfrepResult, description="targetingKey names someone else"),
@@ -112,10 +97,12 @@ def _success(evaluation: Evaluation) -> OfrepResult:
     status_code=200,
 )
 async def evaluate_flag_ofrep(
-    request: Request[Any, Any, Any], key: FromPath[str]
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[UserOrService],
+    key: FromPath[str],
 ) -> Response[OfrepResult]:
     try:
-        user_id = await _subject(request)
+        user_id = await _subject(request, caller)
     except ContextProblem as problem:
         failure = OfrepResult(key, errorCode=problem.code, errorDetails=problem.details)
         return Response(failure, status_code=problem.status)
@@ -130,7 +117,7 @@ async def evaluate_flag_ofrep(
     "/ofrep/v1/evaluate/flags",
     tags=["ofrep"],
     operation_id="ofrepEvaluateFlags",
-    guards=[require_user_or_service],
+    dependencies=USER_OR_SERVICE,
     responses={
         304: ResponseSpec(None, description="Not modified (If-None-Match)"),
         400: ResponseSpec(OfrepBulk, description="PARSE_ERROR / INVALID_CONTEXT / ..."),
@@ -138,9 +125,11 @@ async def evaluate_flag_ofrep(
     },
     status_code=200,
 )
-async def evaluate_flags_ofrep(request: Request[Any, Any, Any]) -> Response[OfrepBulk | None]:
+async def evaluate_flags_ofrep(
+    request: Request[Any, Any, Any], caller: NamedDependency[UserOrService]
+) -> Response[OfrepBulk | None]:
     try:
-        user_id = await _subject(request)
+        user_id = await _subject(request, caller)
     except ContextProblem as problem:
         failure = OfrepBulk(errorCode=problem.code, errorDetails=problem.details)
         return Response(failure, status_code=problem.status)

@@ -7,11 +7,22 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from api.errors import Conflict
 from api.validation import invalid as _invalid
 from api.validation import validate_name
 from tables.flags import FLAG_KEY_PATTERN
 
 KEY = re.compile(FLAG_KEY_PATTERN)
+
+
+def require_current_version(current: int, sent: int) -> None:
+    """Optimistic concurrency: a change made from an older read of the flag is refused (409),
+    so no change is silently overwritten. The database trigger only bumps the version."""
+    if sent != current:
+        raise Conflict(
+            "The flag changed since you read it; reload and retry",
+            extra={"reason": "stale_version", "current_version": current},
+        )
 
 
 def validate_key(key: Any) -> str:

@@ -58,7 +58,7 @@ listener.on_payload(CHANNEL, me_cache.changed)
 
 async def described_me_json(caller: Caller) -> bytes:
     """`describe_me(caller)` encoded, from the cache when it can be trusted."""
-    from api.hierarchy.me import describe_me  # me.py imports this module for its route
+    from api.hierarchy.me import describe_me  # cycle: me.py imports this module for its route
 
     body = me_cache.get(caller)
     if body is not None:
