@@ -26,7 +26,7 @@ from api.auth.deps import SUPER_ADMIN
 from api.auth.identity import Caller, settings_of
 from api.client_ip import client_ip
 from api.db import engine, fetch
-from api.request_context import current_request_id
+from api.log import current_request_id
 from tables.audit import AuditLog
 
 AUDIT_CONTEXT = (

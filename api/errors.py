@@ -14,7 +14,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from api.request_context import current_request_id
+from api.log import current_request_id
 
 logger = logging.getLogger("api.errors")
 

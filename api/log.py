@@ -13,15 +13,17 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
 
+# Set by api/request_context.py for each request; read by every log line.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
 
 def current_request_id() -> str | None:
-    from api.request_context import current_request_id as request_id_now
-
-    return request_id_now()
+    return request_id_var.get()
 
 
 class JSONFormatter(logging.Formatter):

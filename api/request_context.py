@@ -11,23 +11,17 @@ import itertools
 import re
 import secrets
 import time
-from contextvars import ContextVar
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
-from api.log import access_log
+from api.log import access_log, request_id_var
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_INCOMING_ID = re.compile(rb"^[A-Za-z0-9._:-]{8,128}$")
-_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Unique per process start plus a counter: as unique as a UUID here, and far cheaper.
 _ID_PREFIX = secrets.token_hex(8)
 _id_counter = itertools.count(1)
-
-
-def current_request_id() -> str | None:
-    return _request_id.get()
 
 
 def _incoming_request_id(scope: Scope) -> str:
@@ -47,7 +41,7 @@ class RequestContextMiddleware:
             return
         http_scope: HTTPScope = scope
         request_id = _incoming_request_id(scope)
-        token = _request_id.set(request_id)
+        token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -68,4 +62,4 @@ class RequestContextMiddleware:
             access_log.record(
                 request_id, http_scope["method"], http_scope["path"], status, duration
             )
-            _request_id.reset(token)
+            request_id_var.reset(token)

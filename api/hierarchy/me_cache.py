@@ -9,14 +9,10 @@ LISTEN connection is up; without it each request describes the user afresh.
 
 from __future__ import annotations
 
-import random
 import time
-
-import msgspec
 
 from api.auth.identity import Caller
 from api.bounded_cache import BoundedCache
-from api.db import fetch
 from api.notifications import listener
 
 CHANNEL = "me_changed"
@@ -54,27 +50,3 @@ class MeCache:
 
 me_cache = MeCache()
 listener.on_payload(CHANNEL, me_cache.changed)
-
-
-async def described_me_json(caller: Caller) -> bytes:
-    """`describe_me(caller)` encoded, from the cache when it can be trusted."""
-    from api.hierarchy.me import describe_me  # cycle: me.py imports this module for its route
-
-    body = me_cache.get(caller)
-    if body is not None:
-        return body
-    generation = me_cache.generation
-    started = time.monotonic()
-    described = await describe_me(caller)
-    rows = await fetch(
-        "SELECT EXTRACT(EPOCH FROM min(expires_at) - now()) AS left"
-        " FROM hierarchy_permission_overrides WHERE user_id = $1 AND expires_at > now()",
-        caller.user_id,
-    )
-    left = rows[0]["left"] if rows else None
-    # Jittered by up to a fifth, so that entries made together do not all end together.
-    longest = ME_SECONDS * (1 - 0.2 * random.random())
-    until = started + min(longest, float(left) if left is not None else longest)
-    body = msgspec.json.encode(described)
-    me_cache.put(caller, until, body, generation)
-    return body

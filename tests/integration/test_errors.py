@@ -12,8 +12,7 @@ import pytest
 from litestar import get
 
 from api.app import create_app
-from api.log import JSONFormatter
-from api.request_context import _request_id
+from api.log import JSONFormatter, request_id_var
 from api.settings import get_settings
 from tests.support.http import SessionClient
 
@@ -84,7 +83,7 @@ async def test_malformed_json_body_is_a_4xx(client: httpx.AsyncClient) -> None:
 
 
 def test_json_log_lines_carry_the_request_id() -> None:
-    token = _request_id.set("req-1234567890")
+    token = request_id_var.set("req-1234567890")
     try:
         record = logging.LogRecord(
             "api.test", logging.INFO, __file__, 1, "hello %s", ("world",), None
@@ -92,7 +91,7 @@ def test_json_log_lines_carry_the_request_id() -> None:
         record.fields = {"status": 200}
         line = json.loads(JSONFormatter().format(record))
     finally:
-        _request_id.reset(token)
+        request_id_var.reset(token)
     assert line["message"] == "hello world"
     assert line["request_id"] == "req-1234567890"
     assert line["status"] == 200
