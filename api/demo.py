@@ -107,6 +107,7 @@ async def load_demo_data(issuer: str) -> None:
                 oidc_issuer=issuer,
                 oidc_subject=sub,
                 email=email,
+                email_verified=True,  # the development provider says so (PROVIDER_USERS)
                 name=name,
                 is_super_admin=super_admin,
             )

@@ -15,6 +15,9 @@ class User(Table, tablename="users"):
     name = Varchar(length=200, null=False, default="")
     given_name = Varchar(length=200, null=False, default="")
     family_name = Varchar(length=200, null=False, default="")
+    # Set at each login from the provider's word. Rows written before e-mails were stored
+    # only when verified (issue 11) default to false, so a grant never trusts them.
+    email_verified = Boolean(default=False, null=False)
     is_active = Boolean(default=True, null=False)
     is_super_admin = Boolean(default=False, null=False)
     last_login_at = Timestamptz(null=True, default=None)

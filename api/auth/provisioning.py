@@ -29,9 +29,11 @@ from tables.hierarchy import HierarchyNode, UserHierarchyAssignment
 from tables.users import SuperAdminGrant, User
 
 UPSERT_USER = (
-    "INSERT INTO users (oidc_issuer, oidc_subject, email, name, given_name, family_name,"
-    " last_login_at) VALUES ($1, $2, $3, $4, $5, $6, now())"
+    "INSERT INTO users (oidc_issuer, oidc_subject, email, email_verified, name, given_name,"
+    " family_name, last_login_at)"
+    " VALUES ($1, $2, $3::varchar, $3::varchar IS NOT NULL, $4, $5, $6, now())"
     " ON CONFLICT (oidc_issuer, oidc_subject) DO UPDATE SET email = EXCLUDED.email,"
+    " email_verified = EXCLUDED.email_verified,"
     " name = EXCLUDED.name, given_name = EXCLUDED.given_name,"
     " family_name = EXCLUDED.family_name, last_login_at = now(), updated_at = now()"
     " RETURNING id, email, is_active, is_super_admin, (xmax = 0) AS created"

@@ -39,7 +39,7 @@ async def grant(email: str) -> str:
     async with engine().transaction():
         user = (
             await User.select(User.id, User.is_super_admin)
-            .where(User.email == email)
+            .where((User.email == email) & (User.email_verified.eq(True)))
             .lock_rows()
             .first()
         )

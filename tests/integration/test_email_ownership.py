@@ -115,3 +115,27 @@ async def test_a_cli_grant_reaches_only_a_verified_address(
     assert await stored_email(provider, "verified-owner") is None
     assert run_cli("revoke", email).returncode == 0
     assert await is_super_admin(rp, unverified_later)  # revoke by address misses: no address
+
+
+async def test_a_grant_never_trusts_an_address_stored_before_verification_was_recorded(
+    rp: httpx.AsyncClient, provider: BadProvider
+) -> None:
+    """A row written before e-mails were stored only when verified still holds its address,
+    with `email_verified` false: a grant by that address waits for the verified owner."""
+    email = f"legacy-{provider.port}@victim.test"
+    legacy = await fetch(
+        "INSERT INTO users (oidc_issuer, oidc_subject, email) VALUES ($1, 'squatter', $2)"
+        " RETURNING id, email_verified",
+        provider.issuer,
+        email,
+    )
+    assert legacy[0]["email_verified"] is False
+    granted = run_cli("grant", email)
+    assert granted.returncode == 0
+    assert "first login" in granted.stdout
+    rows = await fetch("SELECT is_super_admin FROM users WHERE id = $1", legacy[0]["id"])
+    assert rows[0]["is_super_admin"] is False
+    owner = await log_in(rp, provider, "the-real-owner", email, verified=True)
+    assert await is_super_admin(rp, owner)
+    rows = await fetch("SELECT is_super_admin, email FROM users WHERE id = $1", legacy[0]["id"])
+    assert (rows[0]["is_super_admin"], rows[0]["email"]) == (False, None)

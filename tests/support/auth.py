@@ -35,6 +35,7 @@ async def make_user(*, super_admin: bool = False, email: str | None = None) -> i
         oidc_issuer="http://issuer.test/",
         oidc_subject=f"subject-{unique}",
         email=email or f"user-{unique}@example.test",
+        email_verified=True,  # as a verified login leaves it
         name=f"Test User {unique}",
         is_super_admin=super_admin,
     )
