@@ -7,6 +7,7 @@ already checked the types, so for them only the value rules bite.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from api.errors import InvalidInput
@@ -42,3 +43,20 @@ def validate_domains(domains: Any) -> list[str]:
             raise invalid("email_domains", f"{domain!r} is not a domain name")
         cleaned.append(domain.lower())
     return sorted(set(cleaned))
+
+
+def validate_expiry(expires_at: datetime | None, now: datetime | None = None) -> None:
+    """An expiry, when given, is an aware date-time in the future (overrides of both kinds)."""
+    if expires_at is None:
+        return
+    if expires_at.tzinfo is None:
+        raise invalid("expires_at", "expires_at must be a date-time with a time zone")
+    if expires_at <= (now or datetime.now(UTC)):
+        raise invalid("expires_at", "expires_at must be in the future")
+
+
+def validate_grant_reason(reason: Any) -> str:
+    """A permission override says why: 1 to 1000 characters."""
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
+        raise invalid("reason", "a reason of 1 to 1000 characters is required")
+    return reason.strip()

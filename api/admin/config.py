@@ -25,11 +25,11 @@ from starlette.staticfiles import StaticFiles
 from api.admin.answers import AdminAnswers
 from api.admin.rules import (
     WriteRules,
-    check_expiry,
     check_flag,
     check_flag_override,
     check_names,
     check_node,
+    check_permission_override,
 )
 from api.settings import get_settings
 from tables.admin import AdminSession, AdminUser
@@ -111,7 +111,7 @@ ASSIGNMENT_RULES = WriteRules(
 PERMISSION_OVERRIDE_RULES = WriteRules(
     HierarchyPermissionOverride,
     editable=frozenset({"user_id", "node_id", "permission", "granted", "reason", "expires_at"}),
-    check=check_expiry,
+    check=check_permission_override,
     actor_on_insert=("granted_by_id",),
     actor_on_update=("granted_by_id",),
 )

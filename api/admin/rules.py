@@ -30,7 +30,13 @@ from api.flags.validation import (
     validate_flag_changes,
     validate_override,
 )
-from api.validation import validate_domains, validate_name, validate_slug
+from api.validation import (
+    validate_domains,
+    validate_expiry,
+    validate_grant_reason,
+    validate_name,
+    validate_slug,
+)
 
 Values = dict[str, Any]
 Check = Callable[[Values, Values], None]
@@ -183,7 +189,8 @@ def check_names(changes: Values, row: Values) -> None:
             raise InvalidInput(f"{name} must be at most 200 characters", extra={"field": name})
 
 
-def check_expiry(changes: Values, row: Values) -> None:
-    expires = changes.get("expires_at")
-    if isinstance(expires, datetime) and expires <= datetime.now(UTC):
-        raise InvalidInput("expires_at must be in the future", extra={"field": "expires_at"})
+def check_permission_override(changes: Values, row: Values) -> None:
+    """The API's rules for a permission override: a reason, an expiry in the future."""
+    if "reason" in changes:
+        changes["reason"] = validate_grant_reason(changes["reason"])
+    validate_expiry(changes.get("expires_at"))

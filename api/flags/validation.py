@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from api.errors import Conflict
 from api.validation import invalid as _invalid
-from api.validation import validate_name
+from api.validation import validate_expiry, validate_name
 from tables.flags import FLAG_KEY_PATTERN
 
 KEY = re.compile(FLAG_KEY_PATTERN)
@@ -93,8 +93,4 @@ def validate_override(
         raise _invalid("enabled", "enabled must be true or false")
     if not isinstance(reason, str) or len(reason) > 1000:
         raise _invalid("reason", "reason must be text of at most 1000 characters")
-    if expires_at is not None:
-        if expires_at.tzinfo is None:
-            raise _invalid("expires_at", "expires_at needs a time zone")
-        if expires_at <= (now or datetime.now(UTC)):
-            raise _invalid("expires_at", "expires_at must be in the future")
+    validate_expiry(expires_at, now)

@@ -45,7 +45,14 @@ from api.hierarchy.schemas import (
     UserFlags,
     UserUpdate,
 )
-from api.validation import invalid, validate_domains, validate_name, validate_slug
+from api.validation import (
+    invalid,
+    validate_domains,
+    validate_expiry,
+    validate_grant_reason,
+    validate_name,
+    validate_slug,
+)
 from tables.enums import NodeLevel, Permission, Role
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
 from tables.users import User
@@ -475,13 +482,8 @@ async def set_override(
         ) from None
     await _grantable(caller, node_id, frozenset({permission}), f"`{permission.value}`")
     user_id = await _target_user(caller, data.user_id, node_id)
-    if not data.reason.strip() or len(data.reason) > 1000:
-        raise invalid("reason", "a reason of 1 to 1000 characters is required")
-    if data.expires_at is not None:
-        if data.expires_at.tzinfo is None:
-            raise invalid("expires_at", "expires_at must be a date-time with a time zone")
-        if data.expires_at <= _now():
-            raise invalid("expires_at", "expires_at must be in the future")
+    reason = validate_grant_reason(data.reason)
+    validate_expiry(data.expires_at, _now())
     async with audited_change(
         "permission_override.created", "permission_override", actor=caller, connection=connection
     ) as change:
@@ -490,7 +492,7 @@ async def set_override(
             node_id=node_id,
             permission=permission.value,
             granted=data.granted,
-            reason=data.reason.strip(),
+            reason=reason,
             granted_by_id=caller.user_id,
             expires_at=data.expires_at,
         )
