@@ -175,6 +175,11 @@ def database_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Respons
         return error_response(403, "forbidden", "The database refused this change")
     if isinstance(exc, asyncpg.DataError):
         return error_response(422, "validation_error", "A value is out of range or malformed")
+    if isinstance(exc, asyncpg.SyntaxOrAccessError):
+        # A statement of ours the server cannot run (syntax, ambiguous parameter types): a
+        # bug, not an outage. Reported as one, and the readiness gate is left alone.
+        logger.error("invalid SQL: %s: %s", type(exc).__name__, exc)
+        return error_response(500, "internal_error", "Internal Server Error")
     schema_gate.invalidate()
     logger.warning("database_unavailable: %s: %s", type(exc).__name__, exc)
     return error_response(503, "database_unavailable", "The database is unavailable; retry shortly")

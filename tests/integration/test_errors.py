@@ -96,3 +96,29 @@ def test_json_log_lines_carry_the_request_id() -> None:
     assert line["request_id"] == "req-1234567890"
     assert line["status"] == 200
     assert line["level"] == "info"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (
+            asyncpg.AmbiguousParameterError("could not determine data type of parameter $3"),
+            500,
+            "internal_error",
+        ),
+        (asyncpg.PostgresSyntaxError('syntax error at or near "SELEC"'), 500, "internal_error"),
+        (asyncpg.UndefinedColumnError('column "x" does not exist'), 503, "schema_not_ready"),
+        (
+            asyncpg.CannotConnectNowError("the database system is starting up"),
+            503,
+            "database_unavailable",
+        ),
+    ],
+)
+def test_a_broken_statement_is_a_bug_not_an_outage(
+    error: Exception, status: int, code: str
+) -> None:
+    from api.schema import database_error_handler
+
+    response = database_error_handler(None, error)  # type: ignore[arg-type]
+    assert (response.status_code, response.content["error"]) == (status, code)
