@@ -82,9 +82,6 @@ class AdminAnswers:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         unsafe = scope.get("method") in ("POST", "PATCH", "PUT", "DELETE")
         if scope.get("method") in ("POST", "PATCH", "PUT"):
