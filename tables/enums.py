@@ -32,3 +32,27 @@ def sql_in(column: str, enum: type[StrEnum]) -> str:
     """The CHECK condition for an enumerated column; written as SQL text (see STACK_NOTES)."""
     values = ", ".join(f"'{member.value}'" for member in enum)
     return f"{column} IN ({values})"
+
+
+class FlagType(StrEnum):
+    """What a flag's variants hold; OFREP returns values of exactly this JSON type."""
+
+    boolean = "boolean"
+    string = "string"
+    integer = "integer"
+    float = "float"
+    object = "object"
+
+
+class ScheduleAction(StrEnum):
+    enable = "enable"
+    disable = "disable"
+    set_rollout = "set_rollout"
+    set_default_variant = "set_default_variant"
+
+
+class ScheduleStatus(StrEnum):
+    pending = "pending"
+    applied = "applied"
+    cancelled = "cancelled"
+    failed = "failed"

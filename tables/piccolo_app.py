@@ -6,7 +6,14 @@ from piccolo.conf.apps import AppConfig
 
 from tables.admin import AdminSession, AdminUser
 from tables.audit import AuditLog
-from tables.flags import FeatureFlag, FeatureFlagOverride
+from tables.flags import (
+    FeatureFlag,
+    FeatureFlagOverride,
+    FeatureFlagRule,
+    FeatureFlagSchedule,
+    FeatureFlagUsage,
+    Segment,
+)
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
 from tables.sessions import OidcLoginState, UserSession
 from tables.users import SuperAdminGrant, User
@@ -24,6 +31,10 @@ APP_CONFIG = AppConfig(
         HierarchyPermissionOverride,
         FeatureFlag,
         FeatureFlagOverride,
+        Segment,
+        FeatureFlagRule,
+        FeatureFlagSchedule,
+        FeatureFlagUsage,
         AuditLog,
         UserSession,
         OidcLoginState,
