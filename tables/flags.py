@@ -223,11 +223,11 @@ class FeatureFlagUsage(Table, tablename="feature_flag_usage"):
     flag_id = ForeignKey(FeatureFlag, null=False, on_delete=OnDelete.cascade)
     hour = Timestamptz(null=False)
     variant = Varchar(length=100, null=False)
-    count = BigInt(null=False, default=0)
+    evaluations = BigInt(null=False, default=0)
     last_evaluated_at = Timestamptz(null=False)
 
     flag_usage_one_row = Unique([flag_id, hour, variant])
-    flag_usage_count_positive = Check("count >= 0")
+    flag_usage_count_positive = Check("evaluations >= 0")
 
     @classmethod
     def get_readable(cls) -> Readable:

@@ -14,16 +14,30 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
 from api.bounded_cache import BoundedCache
 from api.db import fetch
-from api.flags.evaluate import Evaluation, FlagDefinition, FlagOverride, evaluate_flag
+from api.flags.conditions import Condition, ConditionError, compile_conditions
+from api.flags.evaluate import (
+    Evaluation,
+    EvaluationContext,
+    FlagDefinition,
+    FlagOverride,
+    Organization,
+    Rule,
+    Segment,
+    Split,
+    evaluate_flag,
+)
 from api.notifications import listener
+from tables.flags import FeatureFlag, FeatureFlagRule
+from tables.flags import Segment as Segment_
 
 CHANNEL = "feature_flags_changed"
 UNSYNCED_TTL = 1.0
@@ -32,6 +46,28 @@ RESULT_SECONDS = 300.0
 RESULT_JITTER = 0.2  # results made together end over the last fifth of RESULT_SECONDS
 RESULT_LIMIT = 100_000
 logger = logging.getLogger("api.flags.store")
+DEFINITION_COLUMNS = (
+    FeatureFlag.id,
+    FeatureFlag.key,
+    FeatureFlag.name,
+    FeatureFlag.enabled,
+    FeatureFlag.rollout_percentage,
+    FeatureFlag.archived,
+    FeatureFlag.version,
+    FeatureFlag.flag_type,
+    FeatureFlag.variants,
+    FeatureFlag.default_variant,
+    FeatureFlag.off_variant,
+    FeatureFlag.rollout_split,
+)
+RULE_COLUMNS = (
+    FeatureFlagRule.flag_id,
+    FeatureFlagRule.name,
+    FeatureFlagRule.segment_id,
+    FeatureFlagRule.conditions,
+    FeatureFlagRule.variant,
+    FeatureFlagRule.split,
+)
 
 
 class UserFlags(NamedTuple):
@@ -47,7 +83,12 @@ class UserFlags(NamedTuple):
 
 def encode_user_flags(results: list[Evaluation], until: float) -> UserFlags:
     features = msgspec.json.encode(
-        {"flags": [{"key": e.key, "value": e.value, "reason": e.reason.value} for e in results]}
+        {
+            "flags": [
+                {"key": e.key, "value": e.value, "variant": e.variant, "reason": e.reason.value}
+                for e in results
+            ]
+        }
     )
     ofrep = msgspec.json.encode(
         {
@@ -57,7 +98,7 @@ def encode_user_flags(results: list[Evaluation], until: float) -> UserFlags:
                     "value": e.value,
                     "reason": e.reason.value,
                     "variant": e.variant,
-                    "metadata": {},
+                    "metadata": e.metadata,
                 }
                 for e in results
             ]
@@ -120,13 +161,99 @@ class FlagCache:
                 return self._flags
             self._stale = False
             started = time.monotonic()
-            rows = await fetch(
-                "SELECT id, key, name, enabled, rollout_percentage, archived, version"
-                " FROM feature_flags ORDER BY key"
-            )
-            self._flags = {row["key"]: FlagDefinition(**dict(row)) for row in rows}
+            self._flags = await load_definitions()
             self._loaded_at = started
             return self._flags
+
+
+async def load_definitions() -> dict[str, FlagDefinition]:
+    """Every flag with its compiled rules, by key. A rule or segment that no longer compiles
+    (written around the validation, e.g. by psql) is left out and logged, never served."""
+    flag_rows = (
+        await FeatureFlag.select(*DEFINITION_COLUMNS)
+        .order_by(FeatureFlag.key)
+        .output(load_json=True)
+    )
+    rule_rows = (
+        await FeatureFlagRule.select(*RULE_COLUMNS)
+        .order_by(FeatureFlagRule.flag_id, FeatureFlagRule.position, FeatureFlagRule.id)
+        .output(load_json=True)
+    )
+    segments: dict[int, Segment | None] = {}
+    for row in await Segment_.select(Segment_.id, Segment_.key, Segment_.conditions).output(
+        load_json=True
+    ):
+        conditions = _conditions(f"segment {row['key']!r}", row["conditions"])
+        segments[row["id"]] = None if conditions is None else Segment(row["key"], conditions)
+    rules: dict[int, list[Rule]] = {}
+    for row in rule_rows:
+        segment = segments.get(row["segment_id"]) if row["segment_id"] is not None else None
+        if row["segment_id"] is not None and segment is None:
+            continue
+        split = _split(row["split"])
+        if row["split"] is not None and split is None:
+            continue
+        conditions = _conditions(f"rule {row['name']!r}", row["conditions"])
+        if conditions is not None:
+            rules.setdefault(row["flag_id"], []).append(
+                Rule(row["name"], conditions, segment, row["variant"], split)
+            )
+    definitions = {}
+    for row in flag_rows:
+        variants = _typed(row["flag_type"], row["variants"])
+        split = _split(row["rollout_split"], variants)
+        definitions[row["key"]] = FlagDefinition(
+            id=row["id"],
+            key=row["key"],
+            name=row["name"],
+            enabled=row["enabled"],
+            rollout_percentage=row["rollout_percentage"],
+            archived=row["archived"],
+            version=row["version"],
+            flag_type=row["flag_type"],
+            variants=variants,
+            default_variant=row["default_variant"],
+            off_variant=row["off_variant"],
+            rollout_split=split,
+            rules=tuple(rules.get(row["id"], ())),
+        )
+    return definitions
+
+
+def _conditions(label: str, raw: Any) -> tuple[Condition, ...] | None:
+    try:
+        return compile_conditions(raw)
+    except ConditionError as error:
+        logger.warning("%s is left out: %s", label, error)
+        return None
+
+
+def _typed(flag_type: str, variants: Any) -> dict[str, Any]:
+    """Variant values as the flag's type promises: a float flag's 2 is served as 2.0."""
+    if not isinstance(variants, dict):
+        return {}
+    if flag_type == "float":
+        return {
+            name: float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+            for name, value in variants.items()
+        }
+    return dict(variants)
+
+
+def _split(raw: Any, variants: Mapping[str, Any] | None = None) -> Split | None:
+    """Weights in variant-name order; None when absent or unusable (no positive weight, or,
+    given `variants`, naming none of them)."""
+    if not isinstance(raw, dict):
+        return None
+    split = tuple(
+        (name, weight)
+        for name, weight in sorted(raw.items())
+        if isinstance(weight, int)
+        and not isinstance(weight, bool)
+        and weight >= 0
+        and (variants is None or name in variants)
+    )
+    return split if sum(weight for _, weight in split) > 0 else None
 
 
 flag_cache = FlagCache()
@@ -138,8 +265,14 @@ WITH node AS (
   WHERE n.id = COALESCE($2, (
     SELECT a.node_id FROM user_hierarchy_assignments a
     WHERE a.user_id = $1 AND a.is_active ORDER BY a.is_primary DESC, a.id LIMIT 1))
+), org AS (
+  SELECT g.id, g.slug, g.settings FROM organization_hierarchy g
+  WHERE g.id = (SELECT path[1] FROM node)
 )
-SELECT (SELECT path FROM node) AS path, o.flag_id, o.user_id, o.node_id, o.enabled, o.expires_at
+SELECT (SELECT path FROM node) AS path, (SELECT email FROM users WHERE id = $1) AS email,
+       (SELECT id FROM org) AS org_id, (SELECT slug FROM org) AS org_slug,
+       (SELECT settings::text FROM org) AS org_settings,
+       o.flag_id, o.user_id, o.node_id, o.variant, o.expires_at
 FROM (SELECT 1) AS one
 LEFT JOIN feature_flag_overrides o
   ON (o.user_id = $1 OR o.node_id = ANY(COALESCE((SELECT path FROM node), '{}')))
@@ -149,39 +282,59 @@ LEFT JOIN feature_flag_overrides o
 
 @dataclass(frozen=True, slots=True)
 class Targeting:
-    node_path: tuple[int, ...]
+    context: EvaluationContext
     overrides: tuple[FlagOverride, ...]
 
 
-async def load_targeting(user_id: int, node_id: int | None = None) -> Targeting:
-    """The user's node path (their primary node, or `node_id`) and the overrides on it."""
+async def load_targeting(
+    user_id: int, node_id: int | None = None, attributes: Mapping[str, Any] | None = None
+) -> Targeting:
+    """What rules and overrides read about the user, in one query: their node path (their
+    primary node, or `node_id`), e-mail, organisation, and the overrides on that path."""
     rows = await fetch(TARGETING_QUERY, user_id, node_id)
-    path = tuple(rows[0]["path"] or ()) if rows else ()
+    first = rows[0]
+    organization = None
+    if first["org_id"] is not None:
+        settings = msgspec.json.decode(first["org_settings"]) if first["org_settings"] else None
+        organization = Organization(
+            first["org_id"], first["org_slug"], settings if isinstance(settings, dict) else None
+        )
+    context = EvaluationContext(
+        user_id=user_id,
+        node_path=tuple(first["path"] or ()),
+        email=first["email"],
+        organization=organization,
+        attributes=attributes or {},
+    )
     overrides = tuple(
-        FlagOverride(r["flag_id"], r["user_id"], r["node_id"], r["enabled"], r["expires_at"])
+        FlagOverride(r["flag_id"], r["user_id"], r["node_id"], r["variant"], r["expires_at"])
         for r in rows
         if r["flag_id"] is not None
     )
-    return Targeting(path, overrides)
+    return Targeting(context, overrides)
 
 
-async def evaluate_all(user_id: int, node_id: int | None = None) -> list[Evaluation]:
+async def evaluate_all(
+    user_id: int, node_id: int | None = None, attributes: Mapping[str, Any] | None = None
+) -> list[Evaluation]:
     """Every non-archived flag for the user: the flag cache plus one small query."""
-    return (await _evaluate_all(user_id, node_id))[0]
+    return (await _evaluate_all(user_id, node_id, attributes))[0]
 
 
-async def _evaluate_all(user_id: int, node_id: int | None) -> tuple[list[Evaluation], float]:
+async def _evaluate_all(
+    user_id: int, node_id: int | None, attributes: Mapping[str, Any] | None = None
+) -> tuple[list[Evaluation], float]:
     """The evaluations, and the monotonic time until which they hold (the next expiry of an
     override that applied, at most RESULT_SECONDS away)."""
     flags = await flag_cache.flags()
-    targeting = await load_targeting(user_id, node_id)
+    targeting = await load_targeting(user_id, node_id, attributes)
     now = datetime.now(UTC)
     # Each flag sees only its own overrides: evaluation stays linear in flags + overrides.
     by_flag: dict[int, list[FlagOverride]] = {}
     for override in targeting.overrides:
         by_flag.setdefault(override.flag_id, []).append(override)
     results = [
-        evaluate_flag(flag, user_id, targeting.node_path, by_flag.get(flag.id, ()), now)
+        evaluate_flag(flag, targeting.context, by_flag.get(flag.id, ()), now)
         for flag in flags.values()
         if not flag.archived
     ]
@@ -194,9 +347,15 @@ async def _evaluate_all(user_id: int, node_id: int | None) -> tuple[list[Evaluat
     return results, until
 
 
-async def user_flags(user_id: int, node_id: int | None = None) -> UserFlags:
+async def user_flags(
+    user_id: int, node_id: int | None = None, attributes: Mapping[str, Any] | None = None
+) -> UserFlags:
     """Every non-archived flag for the user, encoded; kept per (user, node) until a change
-    notice or the time `_evaluate_all` gives, in a bounded LRU."""
+    notice or the time `_evaluate_all` gives, in a bounded LRU. Results for a request with
+    its own context attributes depend on them, so they are computed afresh, not kept."""
+    if attributes:
+        results, until = await _evaluate_all(user_id, node_id, attributes)
+        return encode_user_flags(results, until)
     cached = flag_cache.cached_results(user_id, node_id)
     if cached is not None:
         return cached
@@ -207,9 +366,15 @@ async def user_flags(user_id: int, node_id: int | None = None) -> UserFlags:
     return evaluated
 
 
-async def evaluate_one(key: str, user_id: int, node_id: int | None = None) -> Evaluation:
+async def evaluate_one(
+    key: str,
+    user_id: int,
+    node_id: int | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Evaluation:
     flag = (await flag_cache.flags()).get(key)
+    now = datetime.now(UTC)
     if flag is None or flag.archived:
-        return evaluate_flag(None, user_id, (), (), datetime.now(UTC), key=key)
-    targeting = await load_targeting(user_id, node_id)
-    return evaluate_flag(flag, user_id, targeting.node_path, targeting.overrides, datetime.now(UTC))
+        return evaluate_flag(None, EvaluationContext(user_id), (), now, key=key)
+    targeting = await load_targeting(user_id, node_id, attributes)
+    return evaluate_flag(flag, targeting.context, targeting.overrides, now)
