@@ -1,22 +1,34 @@
 """Demo data for the development default (PRODUCT §8), loaded idempotently.
 
-An organization tree, users with different roles (one super-admin), a dozen flags with a
-user and a node override. Users are tied to the development provider's subjects, so
-typing the subject in its login form signs in as that person.
+An organization tree (each organisation with a `plan` setting), users with different roles
+(one super-admin), a dozen boolean flags with a user and a node override, and typed flags
+(docs/FLAGS.md): a string flag with three variants, an integer flag with a rule on the
+organisation's plan, a JSON flag with a rule on a segment, a float flag, a flag with a rule
+on an OFREP context attribute, and a pending scheduled change. Users are tied to the
+development provider's subjects, so typing the subject in its login form signs in as them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from api.db import engine
 from api.settings import load_settings
-from tables.flags import FeatureFlag, FeatureFlagOverride
+from tables.flags import (
+    FeatureFlag,
+    FeatureFlagOverride,
+    FeatureFlagRule,
+    FeatureFlagSchedule,
+    Segment,
+)
 from tables.hierarchy import HierarchyNode, UserHierarchyAssignment
 from tables.users import User
 
+PLANS = {"acme": "enterprise", "globex": "starter"}
 TREE = {
     ("Acme Retail", "acme", ("acme.example",)): {
         ("London", "london"): [("Sales", "sales"), ("Analytics", "analytics")],
@@ -54,6 +66,38 @@ FLAGS = [
     ("custom-branding", "Custom branding", True, "0"),
     ("audit-export", "Audit export", True, "30"),
 ]
+
+# key, name, type, variants, default (in the rollout), off, rollout %, split
+TYPED_FLAGS: list[tuple[str, str, str, dict[str, Any], str, str, str, dict[str, int] | None]] = [
+    ("checkout-button-color", "Checkout button colour", "string",
+     {"blue": "#1f6feb", "green": "#2da44e", "orange": "#fb8500"}, "blue", "blue", "100",
+     {"blue": 34, "green": 33, "orange": 33}),
+    ("max-dashboard-widgets", "Widgets per dashboard", "integer",
+     {"standard": 12, "extended": 24}, "standard", "standard", "100", None),
+    ("chart-theme", "Chart theme", "object",
+     {"classic": {"palette": "muted", "gridLines": True},
+      "vivid": {"palette": "vivid", "gridLines": False, "accent": "#fb8500"}},
+     "classic", "classic", "100", None),
+    ("report-sample-rate", "Report sample rate", "float",
+     {"sampled": 0.25, "full": 1.0}, "full", "sampled", "50", None),
+    ("regional-pricing", "Regional pricing", "boolean",
+     {"on": True, "off": False}, "on", "off", "0", None),
+]  # fmt: skip
+
+SEGMENTS = [
+    ("acme-staff", "Acme staff", [
+        {"attribute": "user.email_domain", "operator": "in", "values": ["acme.example"]}]),
+]  # fmt: skip
+
+# flag, rule name, position, segment, conditions, variant
+RULES: list[tuple[str, str, int, str | None, list[dict[str, Any]], str]] = [
+    ("max-dashboard-widgets", "enterprise-plan", 10, None,
+     [{"attribute": "organization.settings.plan", "operator": "in", "values": ["enterprise"]}],
+     "extended"),
+    ("chart-theme", "acme-staff-try-vivid", 10, "acme-staff", [], "vivid"),
+    ("regional-pricing", "eu-countries", 10, None,
+     [{"attribute": "context.country", "operator": "in", "values": ["FR", "DE", "ES"]}], "on"),
+]  # fmt: skip
 
 PROVIDER_USERS = [
     {"sub": sub, "email": email, "email_verified": True, "name": name}
@@ -97,6 +141,9 @@ async def load_demo_data(issuer: str) -> None:
     async with engine().transaction():
         for (org_name, org_slug, domains), locations in TREE.items():
             org = await _ensure_node("organization", org_name, org_slug, None, domains)
+            await HierarchyNode.update({HierarchyNode.settings: {"plan": PLANS[org_slug]}}).where(
+                (HierarchyNode.id == org) & HierarchyNode.settings.is_null()
+            )
             for (loc_name, loc_slug), departments in locations.items():
                 loc = await _ensure_node("location", loc_name, loc_slug, org, ())
                 for dep_name, dep_slug in departments:
@@ -142,18 +189,70 @@ async def load_demo_data(issuer: str) -> None:
             FeatureFlagOverride(
                 flag_id=await _flag_id("beta-reports"),
                 user_id=users["uma"],
-                enabled=True,
+                variant="on",
                 reason="demo: Uma tries the beta",
             ),
             FeatureFlagOverride(
                 flag_id=await _flag_id("ai-insights"),
                 node_id=await _node(("globex",)),
-                enabled=True,
+                variant="on",
                 reason="demo: Globex pilots AI insights",
             ),
         ]
         for override in overrides:
             await FeatureFlagOverride.insert(override).on_conflict(action="DO NOTHING")
+        await _typed_flags(users["admin"])
+
+
+async def _typed_flags(admin: int) -> None:
+    for key, name, flag_type, variants, default, off, rollout, split in TYPED_FLAGS:
+        flag = FeatureFlag(
+            key=key,
+            name=name,
+            description=f"Demo {flag_type} flag: {name}",
+            enabled=True,
+            rollout_percentage=Decimal(rollout),
+            flag_type=flag_type,
+            variants=variants,
+            default_variant=default,
+            off_variant=off,
+            rollout_split=split,
+            created_by_id=admin,
+        )
+        await FeatureFlag.insert(flag).on_conflict(target=FeatureFlag.key, action="DO NOTHING")
+    for key, name, conditions in SEGMENTS:
+        segment = Segment(key=key, name=name, conditions=conditions, created_by_id=admin)
+        await Segment.insert(segment).on_conflict(target=Segment.key, action="DO NOTHING")
+    for flag_key, rule_name, position, segment_key, conditions, variant in RULES:
+        segment_id = None
+        if segment_key is not None:
+            found = await Segment.select(Segment.id).where(Segment.key == segment_key).first()
+            segment_id = None if found is None else int(found["id"])
+        rule = FeatureFlagRule(
+            flag_id=await _flag_id(flag_key),
+            name=rule_name,
+            position=position,
+            segment_id=segment_id,
+            conditions=conditions,
+            variant=variant,
+            created_by_id=admin,
+        )
+        await FeatureFlagRule.insert(rule).on_conflict(
+            target=(FeatureFlagRule.flag_id, FeatureFlagRule.name), action="DO NOTHING"
+        )
+    export_pdf = await _flag_id("export-pdf")
+    pending = FeatureFlagSchedule.exists().where(
+        (FeatureFlagSchedule.flag_id == export_pdf) & (FeatureFlagSchedule.status == "pending")
+    )
+    if not await pending:
+        schedule = FeatureFlagSchedule(
+            flag_id=export_pdf,
+            action="enable",
+            run_at=datetime.now(UTC) + timedelta(days=7),
+            note="demo: PDF export launches next week",
+            created_by_id=admin,
+        )
+        await FeatureFlagSchedule.insert(schedule)
 
 
 async def _flag_id(key: str) -> int:

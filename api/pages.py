@@ -7,6 +7,7 @@ its full path) with your effective permissions, your flags with their reasons in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -52,8 +53,26 @@ class AssignmentRow:
 @dataclass(frozen=True, slots=True)
 class FlagRow:
     key: str
-    on: bool
+    value: str
+    """As a person reads it: "on"/"off" for a boolean flag, else the value as JSON."""
+    style: str
+    """"on", "off" or "value": how the cell is coloured."""
     reason: str
+
+
+def shown_value(value: Any) -> str:
+    """A boolean as on/off; anything else as JSON (so "7" and 7 differ), cut at 200."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def state(evaluation: Evaluation) -> str:
+    """What the user got, in a word: on/off for a boolean flag, else the variant's name."""
+    if isinstance(evaluation.value, bool) or evaluation.variant is None:
+        return "on" if evaluation.value is True else "off"
+    return evaluation.variant
 
 
 def node_paths(assignments: Sequence[Assignment]) -> dict[int, str]:
@@ -70,25 +89,35 @@ def percent(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def explain(evaluation: Evaluation, rollout: Decimal | None, paths: Mapping[int, str]) -> str:
-    """Why a flag has its value for the caller, in words (PRODUCT §3.2's precedence)."""
-    state = "on" if evaluation.value else "off"
+def explain(
+    evaluation: Evaluation,
+    rollout: Decimal | None,
+    paths: Mapping[int, str],
+    off_variant: str = "off",
+) -> str:
+    """Why a flag has its value for the caller, in words (docs/FLAGS.md's precedence)."""
+    word = state(evaluation)
+    metadata = evaluation.metadata
     match evaluation.reason:
         case Reason.DISABLED:
-            return "off: switched off for everyone"
-        case Reason.TARGETING_MATCH if evaluation.override_node_id is None:
-            return f"{state}: override for you"
-        case Reason.TARGETING_MATCH:
-            where = paths.get(evaluation.override_node_id or 0, "your organisation")
-            return f"{state}: override for {where}"
+            return f"{word}: switched off for everyone"
+        case Reason.TARGETING_MATCH if metadata.get("override") == "user":
+            return f"{word}: override for you"
+        case Reason.TARGETING_MATCH if "rule" in metadata:
+            segment = f" (segment {metadata['segment']})" if "segment" in metadata else ""
+            return f"{word}: rule {metadata['rule']}{segment}"
+        case Reason.TARGETING_MATCH if evaluation.override_node_id is not None:
+            where = paths.get(evaluation.override_node_id, "your organisation")
+            return f"{word}: override for {where}"
         case Reason.SPLIT if rollout is not None:
-            inside = "you are in" if evaluation.value else "you are not in"
-            return f"{percent(rollout)} % rollout: {inside}"
+            inside = "you are in" if evaluation.variant != off_variant else "you are not in"
+            served = "" if isinstance(evaluation.value, bool) else f", served {word}"
+            return f"{percent(rollout)} % rollout: {inside}{served}"
         case Reason.DEFAULT if rollout is not None:
-            return f"{state}: {percent(rollout)} % rollout"
+            return f"{word}: {percent(rollout)} % rollout"
         case Reason.ERROR:
             return f"off: could not be evaluated ({evaluation.error_code or 'error'})"
-    return f"{state}: {evaluation.reason.value.lower().replace('_', ' ')}"
+    return f"{word}: {evaluation.reason.value.lower().replace('_', ' ')}"
 
 
 async def signed_in_context(caller: Caller) -> dict[str, Any]:
@@ -111,7 +140,11 @@ async def signed_in_context(caller: Caller) -> dict[str, Any]:
     for evaluation in evaluations:
         definition = definitions.get(evaluation.key)
         rollout = definition.rollout_percentage if definition else None
-        flags.append(FlagRow(evaluation.key, evaluation.value, explain(evaluation, rollout, paths)))
+        off = definition.off_variant if definition else "off"
+        value = evaluation.value
+        style = ("on" if value else "off") if isinstance(value, bool) else "value"
+        reason = explain(evaluation, rollout, paths, off)
+        flags.append(FlagRow(evaluation.key, shown_value(value), style, reason))
     return {
         "who": caller.email or str(caller.user_id),
         "name": me.name,

@@ -191,9 +191,7 @@ class FeatureFlagSchedule(Table, tablename="feature_flag_schedules"):
     )
     variant = Varchar(length=100, null=True, default=None, help_text="For set_default_variant.")
     run_at = Timestamptz(null=False, index=True)
-    status = Varchar(
-        length=20, choices=ScheduleStatus, null=False, default=ScheduleStatus.pending
-    )
+    status = Varchar(length=20, choices=ScheduleStatus, null=False, default=ScheduleStatus.pending)
     note = Text(null=False, default="")
     outcome = Text(null=False, default="", help_text="Why a change failed, when it did.")
     applied_at = Timestamptz(null=True, default=None)

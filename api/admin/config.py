@@ -151,7 +151,7 @@ def table_configs() -> list[TableConfig]:
                 FeatureFlagOverride.flag_id,
                 FeatureFlagOverride.user_id,
                 FeatureFlagOverride.node_id,
-                FeatureFlagOverride.enabled,
+                FeatureFlagOverride.variant,
                 FeatureFlagOverride.reason,
                 FeatureFlagOverride.expires_at,
                 FeatureFlagOverride.created_by_id,

@@ -56,7 +56,7 @@ OVERRIDE_COLUMNS = (
     FeatureFlagOverride.flag_id,
     FeatureFlagOverride.user_id,
     FeatureFlagOverride.node_id,
-    FeatureFlagOverride.enabled,
+    FeatureFlagOverride.variant,
     FeatureFlagOverride.reason,
     FeatureFlagOverride.expires_at,
     FeatureFlagOverride.created_by_id,
@@ -100,7 +100,7 @@ class Override(msgspec.Struct):
     flag_id: int
     user_id: int | None
     node_id: int | None
-    enabled: bool
+    variant: str
     reason: str
     expires_at: datetime | None
     created_by_id: int | None
@@ -262,7 +262,7 @@ async def create_override(
             flag_id=flag.id,
             user_id=data.user_id,
             node_id=data.node_id,
-            enabled=data.enabled,
+            variant="on" if data.enabled else "off",
             reason=data.reason,
             expires_at=data.expires_at,
             created_by_id=caller.user_id,

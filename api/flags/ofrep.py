@@ -8,7 +8,7 @@ or a service; the bulk call supports ETag / If-None-Match.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Request, Response, post
@@ -28,10 +28,11 @@ class OfrepResult(msgspec.Struct, omit_defaults=True):
     """A success (value, reason, variant, metadata) or a failure (errorCode, errorDetails)."""
 
     key: str
-    value: bool | None = None
+    value: Any = None
+    """Of the flag's type: boolean, string, integer, float or object (docs/FLAGS.md)."""
     reason: str | None = None
     variant: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, str | int] | None = None
     errorCode: str | None = None
     errorDetails: str | None = None
 
@@ -48,8 +49,14 @@ class ContextProblem(Exception):
         self.code, self.details, self.status = code, details, status
 
 
-async def _subject(request: Request[Any, Any, Any], client: UserOrService) -> int:
-    """The user id to evaluate for, from the caller and the request's evaluation context."""
+class Subject(NamedTuple):
+    user_id: int
+    attributes: dict[str, Any]
+    """The context's own attributes, which `context.<name>` conditions read."""
+
+
+async def _subject(request: Request[Any, Any, Any], client: UserOrService) -> Subject:
+    """Whom to evaluate for, from the caller and the request's evaluation context."""
     raw = await request.body()
     try:
         body = json.loads(raw) if raw else {}
@@ -61,13 +68,14 @@ async def _subject(request: Request[Any, Any, Any], client: UserOrService) -> in
     targeting = context.get("targetingKey")
     if targeting is not None and not isinstance(targeting, str):
         raise ContextProblem("INVALID_CONTEXT", "`targetingKey` must be a string")
+    attributes = {k: v for k, v in context.items() if k != "targetingKey"}
     caller = client.user
     if caller is None:
         if not targeting:
             raise ContextProblem("TARGETING_KEY_MISSING", "A service must name a targetingKey")
     else:
         if not targeting:
-            return caller.user_id
+            return Subject(caller.user_id, attributes)
         if targeting != str(caller.user_id) and not caller.is_super_admin:
             raise ContextProblem(
                 "INVALID_CONTEXT", "targetingKey may only name the caller", status=403
@@ -75,12 +83,16 @@ async def _subject(request: Request[Any, Any, Any], client: UserOrService) -> in
     assert targeting is not None
     if not targeting.isdigit() or len(targeting) > 18:
         raise ContextProblem("INVALID_CONTEXT", "targetingKey must be a user id")
-    return int(targeting)
+    return Subject(int(targeting), attributes)
 
 
 def _success(evaluation: Evaluation) -> OfrepResult:
     return OfrepResult(
-        evaluation.key, evaluation.value, evaluation.reason.value, evaluation.variant, {}
+        evaluation.key,
+        evaluation.value,
+        evaluation.reason.value,
+        evaluation.variant,
+        dict(evaluation.metadata),
     )
 
 
@@ -102,11 +114,11 @@ async def evaluate_flag_ofrep(
     key: FromPath[str],
 ) -> Response[OfrepResult]:
     try:
-        user_id = await _subject(request, caller)
+        subject = await _subject(request, caller)
     except ContextProblem as problem:
         failure = OfrepResult(key, errorCode=problem.code, errorDetails=problem.details)
         return Response(failure, status_code=problem.status)
-    evaluation = await evaluate_one(key, user_id)
+    evaluation = await evaluate_one(key, subject.user_id, attributes=subject.attributes)
     if evaluation.error_code:
         missing = OfrepResult(key, errorCode=evaluation.error_code, errorDetails="No such flag")
         return Response(missing, status_code=404)
@@ -129,11 +141,11 @@ async def evaluate_flags_ofrep(
     request: Request[Any, Any, Any], caller: NamedDependency[UserOrService]
 ) -> Response[OfrepBulk | None]:
     try:
-        user_id = await _subject(request, caller)
+        subject = await _subject(request, caller)
     except ContextProblem as problem:
         failure = OfrepBulk(errorCode=problem.code, errorDetails=problem.details)
         return Response(failure, status_code=problem.status)
-    flags = await user_flags(user_id)
+    flags = await user_flags(subject.user_id, attributes=subject.attributes)
     etag = flags.etag.decode()
     if request.headers.get("if-none-match") == etag:
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}

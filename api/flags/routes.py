@@ -19,7 +19,9 @@ from api.responses import EncodedJSON
 
 class FeatureValue(msgspec.Struct):
     key: str
-    value: bool
+    value: Any
+    """Of the flag's type: boolean, string, integer, float or object (docs/FLAGS.md)."""
+    variant: str | None
     reason: str
 
 
@@ -59,4 +61,6 @@ async def get_feature(
             f"No flag named {key!r}",
             extra={"key": key, "errorCode": "FLAG_NOT_FOUND", "value": False},
         )
-    return FeatureValue(evaluation.key, evaluation.value, evaluation.reason.value)
+    return FeatureValue(
+        evaluation.key, evaluation.value, evaluation.variant, evaluation.reason.value
+    )

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from api.flags.evaluate import (
+    EvaluationContext,
     FlagDefinition,
     FlagOverride,
     Reason,
@@ -31,11 +32,15 @@ def flag(enabled: bool = True, rollout: str = "0", archived: bool = False) -> Fl
 
 
 def user_override(enabled: bool, expires: datetime | None = None, user: int = USER) -> FlagOverride:
-    return FlagOverride(7, user, None, enabled, expires)
+    return FlagOverride(7, user, None, "on" if enabled else "off", expires)
 
 
 def node_override(node: int, enabled: bool, expires: datetime | None = None) -> FlagOverride:
-    return FlagOverride(7, None, node, enabled, expires)
+    return FlagOverride(7, None, node, "on" if enabled else "off", expires)
+
+
+def ctx(user: int = USER) -> EvaluationContext:
+    return EvaluationContext(user, PATH)
 
 
 CASES = [
@@ -130,12 +135,12 @@ CASES = [
 def test_evaluation_precedence(
     definition: FlagDefinition, overrides: list[FlagOverride], value: bool, reason: Reason
 ) -> None:
-    result = evaluate_flag(definition, USER, PATH, overrides, NOW)
+    result = evaluate_flag(definition, ctx(), overrides, NOW)
     assert (result.value, result.reason) == (value, reason)
 
 
 def test_unknown_key_is_flag_not_found() -> None:
-    result = evaluate_flag(None, USER, PATH, [], NOW, key="nope")
+    result = evaluate_flag(None, ctx(), [], NOW, key="nope")
     assert (result.key, result.value, result.reason, result.error_code) == (
         "nope",
         False,
@@ -145,7 +150,7 @@ def test_unknown_key_is_flag_not_found() -> None:
 
 
 def test_a_partial_rollout_is_a_split() -> None:
-    results = {evaluate_flag(flag(rollout="50"), uid, PATH, [], NOW).reason for uid in range(50)}
+    results = {evaluate_flag(flag(rollout="50"), ctx(uid), [], NOW).reason for uid in range(50)}
     assert results == {Reason.SPLIT}
 
 
@@ -187,6 +192,6 @@ def test_the_bucket_is_stable_across_processes() -> None:
 def test_a_targeting_match_tells_which_node_decided(
     overrides: list[FlagOverride], deciding_node: int | None
 ) -> None:
-    result = evaluate_flag(flag(), USER, PATH, overrides, NOW)
+    result = evaluate_flag(flag(), ctx(), overrides, NOW)
     assert result.reason is Reason.TARGETING_MATCH
     assert result.override_node_id == deciding_node
