@@ -42,10 +42,21 @@ async def test_features_are_evaluated_for_the_caller_at_their_primary_node(
     assert flags[on_at_location] == {
         "key": on_at_location,
         "value": True,
+        "variant": "on",
         "reason": "TARGETING_MATCH",
     }
-    assert flags[off_for_me] == {"key": off_for_me, "value": False, "reason": "TARGETING_MATCH"}
-    assert flags[switched_off] == {"key": switched_off, "value": False, "reason": "DISABLED"}
+    assert flags[off_for_me] == {
+        "key": off_for_me,
+        "value": False,
+        "variant": "off",
+        "reason": "TARGETING_MATCH",
+    }
+    assert flags[switched_off] == {
+        "key": switched_off,
+        "value": False,
+        "variant": "off",
+        "reason": "DISABLED",
+    }
     assert archived not in flags
 
 
@@ -53,7 +64,7 @@ async def test_one_feature_and_unknown_keys(client: httpx.AsyncClient) -> None:
     member = await sign_in()
     key = await make_flag(rollout="100")
     one = await client.get(f"/api/v1/features/{key}", cookies=member.cookies)
-    assert one.json() == {"key": key, "value": True, "reason": "DEFAULT"}
+    assert one.json() == {"key": key, "value": True, "variant": "on", "reason": "DEFAULT"}
     missing = await client.get("/api/v1/features/no-such-flag", cookies=member.cookies)
     assert missing.status_code == 404
     assert missing.json()["extra"]["errorCode"] == "FLAG_NOT_FOUND"
@@ -327,7 +338,7 @@ async def test_overrides_added_listed_and_removed_with_audit(client: httpx.Async
     assert made.status_code == 201, made.text
     flag_cache.invalidate()
     seen = await client.get(f"/api/v1/features/{key}", cookies=member.cookies)
-    assert seen.json() == {"key": key, "value": True, "reason": "TARGETING_MATCH"}
+    assert seen.json() == {"key": key, "value": True, "variant": "on", "reason": "TARGETING_MATCH"}
     node = await client.post(
         f"{ADMIN}/{key}/overrides",
         json={"node_id": tree.org, "enabled": False},

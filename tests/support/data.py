@@ -78,10 +78,10 @@ async def flag_override(
     key: str, *, enabled: bool, user_id: int | None = None, node_id: int | None = None
 ) -> None:
     await fetch(
-        "INSERT INTO feature_flag_overrides (flag_id, user_id, node_id, enabled)"
+        "INSERT INTO feature_flag_overrides (flag_id, user_id, node_id, variant)"
         " SELECT id, $2, $3, $4 FROM feature_flags WHERE key = $1",
         key,
         user_id,
         node_id,
-        enabled,
+        "on" if enabled else "off",
     )
