@@ -387,14 +387,18 @@ def validate_rule(
     variant, split = row.get("variant"), row.get("split")
     if (variant is None) == (split is None):
         raise _invalid("variant", "give exactly one of variant or split")
-    if variant is not None:
-        cleaned_variant = require_variant(variant, variants, "variant")
-        if "variant" in changes:
-            cleaned["variant"] = cleaned_variant
-    else:
-        cleaned_split = validate_split(split, variants, "split")
+    if "variant" in changes:
+        cleaned["variant"] = (
+            None if variant is None else require_variant(variant, variants, "variant")
+        )
+    elif variant is not None:
+        require_variant(variant, variants, "variant")
+    if split is not None:
+        checked_split = validate_split(split, variants, "split")
         if "split" in changes:
-            cleaned["split"] = cleaned_split
+            cleaned["split"] = checked_split
+    elif "split" in changes:
+        cleaned["split"] = None
     return cleaned
 
 
