@@ -59,7 +59,7 @@ def field_error(table: type[Table], name: str, message: str, status: int = 422) 
     """The admin renders `detail[i]` as "<loc[-1]> field - <msg>": name the field as the
     form labels it (pydantic's title of the column name)."""
     label = name.replace("_", " ").title()
-    text = message.removeprefix(f"{name} ").strip()
+    text = message.removeprefix(f"{name} ").removeprefix(f"{name}: ").strip()
     detail: Any = [{"loc": ["body", label], "msg": text, "type": "value_error"}]
     return HTTPException(status_code=status, detail=detail)
 
@@ -84,10 +84,17 @@ def _decoded(table: type[Table], name: str, value: Any) -> Any:
         raise field_error(table, name, "is not valid JSON") from None
 
 
+def _utc(moment: Any) -> Any:
+    """The forms send times without a zone: they are UTC."""
+    if isinstance(moment, datetime) and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 def _same(old: Any, new: Any) -> bool:
     """Equal as stored: the forms send numbers as text and times cut to seconds."""
     if isinstance(old, datetime) and isinstance(new, datetime):
-        return abs((old - new).total_seconds()) < 1
+        return abs((_utc(old) - _utc(new)).total_seconds()) < 1
     if isinstance(old, Decimal | int | float) and not isinstance(old, bool):
         try:
             return Decimal(str(old)) == Decimal(str(new))
@@ -154,7 +161,7 @@ class WriteRules:
             if _same(current[name], value):
                 continue
             if name not in editable:
-                if isinstance(current[name], datetime):
+                if isinstance(current[name], datetime) and name not in self.editable:
                     continue  # owned by the database; its triggers keep it
                 raise field_error(self.table, name, "cannot be changed here")
             changes[name] = value
@@ -162,6 +169,8 @@ class WriteRules:
         actor = await _actor_id(self.table)
         for name in self.actor_on_update:
             changes[name] = actor
+        if not changes:  # nothing changed: a no-op write (which the audit ignores)
+            return {self.table._meta.primary_key: row_id}
         return self._stored(changes)
 
     async def before_insert(self, row: Table, request: Request) -> Table:
@@ -198,13 +207,6 @@ async def _actor_id(table: type[Table]) -> int | None:
     rows = await table.raw("SELECT nullif(current_setting('app.actor_id', true), '') AS actor")
     actor = rows[0]["actor"] if rows else None
     return int(actor) if actor else None
-
-
-def _utc(moment: Any) -> Any:
-    """The forms send times without a zone: they are UTC."""
-    if isinstance(moment, datetime) and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 async def _flag_variants(flag_id: Any) -> dict[str, Any]:

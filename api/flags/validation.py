@@ -339,7 +339,7 @@ def validate_conditions(raw: Any) -> list[Any]:
         compile_conditions(raw)
     except ConditionError as error:
         sentence = str(error)
-        if not sentence.startswith("conditions"):
+        if not sentence.startswith("condition"):
             sentence = f"conditions: {sentence}"
         raise _invalid("conditions", sentence) from None
     return list(raw)

@@ -520,7 +520,7 @@ def test_what_a_user_sees_is_a_table(admin: Admin) -> None:
     answer = admin.page.locator("#success_message")
     answer.wait_for()
     lines = answer.inner_text().splitlines()
-    assert lines[1].split() == ["flag", "value", "reason"]
+    assert lines[1].split() == ["flag", "variant", "value", "reason"]
     assert any(line.split()[:2] == ["beta-reports", "on"] for line in lines[3:])
 
 
