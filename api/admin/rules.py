@@ -94,7 +94,7 @@ def _utc(moment: Any) -> Any:
 def _same(old: Any, new: Any) -> bool:
     """Equal as stored: the forms send numbers as text and times cut to seconds."""
     if isinstance(old, datetime) and isinstance(new, datetime):
-        return abs((_utc(old) - _utc(new)).total_seconds()) < 1
+        return bool(abs((_utc(old) - _utc(new)).total_seconds()) < 1)
     if isinstance(old, Decimal | int | float) and not isinstance(old, bool):
         try:
             return Decimal(str(old)) == Decimal(str(new))
