@@ -14,8 +14,9 @@ import asyncpg
 import httpx
 import pytest
 
+from api.db import fetch
 from tests.support.auth import sign_in
-from tests.support.data import unique
+from tests.support.data import assign, make_tree, unique
 from tests.support.pgbouncer import PgBouncer
 from tests.support.processes import AppProcess, start_app
 
@@ -90,6 +91,36 @@ async def test_a_flag_change_on_one_replica_is_served_by_the_other_within_a_seco
     )
     assert switched.status_code == 200
     assert seconds_until(features_b, admin.cookies, key, False) < 1.0
+
+
+async def test_a_change_to_what_rules_read_is_served_by_every_replica_within_a_second(
+    replicas: tuple[AppProcess, AppProcess],
+) -> None:
+    """Results are cached per user; a rule reads the organisation's settings, so a change to
+    them (here by psql, past every API) must reach both replicas' caches too."""
+    tree = await make_tree()
+    member = await sign_in()
+    await assign(member.user_id, tree.dept_a1, "user", primary=True)
+    key = unique("plan-rule")
+    await fetch(
+        "INSERT INTO feature_flags (key, name, enabled, rollout_percentage) VALUES ($1, $1, true, 0)",
+        key,
+    )
+    await fetch(
+        "INSERT INTO feature_flag_rules (flag_id, name, conditions, variant)"
+        " SELECT id, 'enterprise', $2::jsonb, 'on' FROM feature_flags WHERE key = $1",
+        key,
+        '[{"attribute": "organization.settings.plan", "operator": "in", "values": ["enterprise"]}]',
+    )
+    urls = [f"{replica.base_url}/api/v1/features" for replica in replicas]
+    for url in urls:
+        assert seconds_until(url, member.cookies, key, False) < 1.0  # cached as off
+    await fetch(
+        'UPDATE organization_hierarchy SET settings = \'{"plan": "enterprise"}\' WHERE id = $1',
+        tree.org,
+    )
+    for url in urls:
+        assert seconds_until(url, member.cookies, key, True) < 1.0
 
 
 def me_name(replica: AppProcess, cookies: dict[str, str]) -> str:
