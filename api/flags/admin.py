@@ -373,7 +373,7 @@ async def create_flag(
     return flag
 
 
-@get("/stale", operation_id="listStaleFlags")
+@get("/stale-flags", operation_id="listStaleFlags")
 async def list_stale_flags(
     caller: NamedDependency[Caller],
     days: Annotated[int, QueryParameter(ge=1, le=3650)] = 30,
@@ -892,7 +892,6 @@ flag_routes = Router(
     route_handlers=[
         list_flags,
         create_flag,
-        list_stale_flags,
         get_flag,
         update_flag,
         archive_flag,
@@ -918,5 +917,6 @@ flags_admin_router = Router(
     path="/api/v1/admin",
     dependencies=SUPER_ADMIN,  # every handler names `caller`: that is the super-admin check
     tags=["admin"],
-    route_handlers=[flag_routes, segment_routes],
+    # Beside the flags, not under them: `/feature-flags/stale` would shadow a flag named so.
+    route_handlers=[flag_routes, segment_routes, list_stale_flags],
 )

@@ -16,6 +16,7 @@ from tests.support.auth import SignedIn, sign_in
 from tests.support.data import flag_override, make_flag, unique
 
 ADMIN = "/api/v1/admin/feature-flags"
+STALE = "/api/v1/admin/stale-flags"
 SEGMENTS = "/api/v1/admin/segments"
 COLOURS = {"blue": "#00f", "green": "#0f0", "red": "#f00"}
 PLAN = {"attribute": "organization.settings.plan", "operator": "in", "values": ["enterprise"]}
@@ -634,7 +635,7 @@ async def test_stale_flags_are_the_unevaluated_and_the_settled(api: Api) -> None
     settled = await flag("100", evaluated=recent)
     fresh = await flag("50", evaluated=recent)
     new = await flag("0", evaluated=None, created=datetime.now(UTC))
-    response = await api("GET", f"{ADMIN}/stale", None)
+    response = await api("GET", f"{STALE}", None)
     assert response.status_code == 200, response.text
     reasons = {f["key"]: f["reasons"] for f in response.json()}
     assert reasons[never_evaluated] == ["not_evaluated"]
@@ -642,9 +643,17 @@ async def test_stale_flags_are_the_unevaluated_and_the_settled(api: Api) -> None
     assert reasons[settled] == ["rollout_settled"]
     assert fresh not in reasons
     assert new not in reasons
-    longer = await api("GET", f"{ADMIN}/stale?days=60")
+    longer = await api("GET", f"{STALE}?days=60")
     assert {never_evaluated, long_ago, settled}.isdisjoint(f["key"] for f in longer.json())
-    assert (await api("GET", f"{ADMIN}/stale?days=0")).status_code == 400
+    assert (await api("GET", f"{STALE}?days=0")).status_code == 400
+
+
+async def test_a_flag_may_be_called_stale(api: Api) -> None:
+    await fetch("DELETE FROM feature_flags WHERE key = 'stale'")
+    created = await api("POST", ADMIN, {"key": "stale", "name": "Stale"})
+    assert created.status_code == 201, created.text
+    read = await api("GET", f"{ADMIN}/stale")
+    assert (read.status_code, read.json()["key"]) == (200, "stale")
 
 
 # ---- who may -------------------------------------------------------------------------------
@@ -662,7 +671,7 @@ async def test_only_super_admins_reach_the_new_endpoints(client: httpx.AsyncClie
         ("GET", f"{ADMIN}/{key}/schedules"),
         ("POST", f"{ADMIN}/{key}/schedules"),
         ("GET", f"{ADMIN}/{key}/usage"),
-        ("GET", f"{ADMIN}/stale"),
+        ("GET", f"{STALE}"),
     ):
         answer = await Api(client, member)(method, path, {} if method == "POST" else None)
         assert answer.status_code == 403, (method, path, answer.text)
