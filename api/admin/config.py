@@ -218,11 +218,11 @@ def table_configs() -> list[TableConfig]:
         _table(
             FeatureFlagRule,
             RULE_RULES,
+            # No `id`: the list draws the pk only as its link column, else it renders blank.
             visible_columns=[
-                FeatureFlagRule.id,
+                FeatureFlagRule.name,
                 FeatureFlagRule.flag_id,
                 FeatureFlagRule.position,
-                FeatureFlagRule.name,
                 FeatureFlagRule.segment_id,
                 FeatureFlagRule.conditions,
                 FeatureFlagRule.variant,

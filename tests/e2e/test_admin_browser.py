@@ -235,6 +235,32 @@ def flag(key: str) -> dict[str, Any]:
     return query("SELECT * FROM feature_flags WHERE key = $1", key)[0]
 
 
+TABLES = [
+    "Audit Logs", "Feature Flag Overrides", "Feature Flag Rules", "Feature Flag Schedules",
+    "Feature Flag Usage", "Feature Flags", "Segments", "Hierarchy Permission Overrides",
+    "Organization Hierarchy", "User Hierarchy Assignments", "Users",
+]  # fmt: skip
+"""Every table in the sidebar."""
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_every_tables_list_shows_its_rows(admin: Admin, table: str) -> None:
+    """A list that renders blank (a column the page cannot draw) is a broken admin page."""
+    errors: list[str] = []
+
+    def record(error: Any) -> None:
+        errors.append(str(error))
+
+    admin.page.on("pageerror", record)
+    try:
+        admin.menu(table)
+        rows_or_none = "table:not(.column_list) tbody tr, p:has-text('No results found')"
+        admin.page.locator(rows_or_none).first.wait_for(timeout=10_000)
+    finally:
+        admin.page.remove_listener("pageerror", record)
+    assert not errors, errors
+
+
 def test_a_flag_is_switched_off_and_on_in_its_edit_form(site: Site, admin: Admin, uma: Any) -> None:
     base = site.app.base_url
     assert features(uma, base)["team-sharing"] == (True, "DEFAULT")
@@ -555,6 +581,12 @@ def test_a_rule_on_the_organisations_plan_is_added(site: Site, admin: Admin, uma
     rule = query("SELECT * FROM feature_flag_rules WHERE name = 'enterprise-red'")[0]
     assert json.loads(rule["conditions"]) == [plan]
     assert audited_by_admin("feature_flag_rule.insert", rule["id"])
+    # Found again in the rules' list, opened by its name, and pointed at another variant.
+    admin.open_row("Feature Flag Rules", "enterprise-red")
+    admin.type_into("variant", "blue")
+    assert "Successfully" in admin.save()
+    assert sees(uma, base, "banner-colour", ("#00f", "TARGETING_MATCH"))
+    assert audited_by_admin("feature_flag_rule.update", rule["id"])
 
 
 def test_a_segment_is_made_and_used_by_a_rule(site: Site, admin: Admin, uma: Any) -> None:

@@ -14,8 +14,11 @@ from tests.support.env import ROOT, apply_test_env
 
 PAGES = {
     "admin-flag-list.png": "#/feature_flags",
-    "admin-flag-edit.png": None,  # the edit form of `team-sharing`, reached by a click
+    "admin-flag-edit.png": None,  # the edit form of `checkout-button-color`, reached by a click
     "admin-override-list.png": "#/feature_flag_overrides",
+    "admin-rule-list.png": "#/feature_flag_rules",
+    "admin-segment-list.png": "#/segments",
+    "admin-schedule-list.png": "#/feature_flag_schedules",
     "admin-hierarchy.png": "#/organization_hierarchy",
     "admin-audit-log.png": "#/audit_logs",
 }
@@ -56,7 +59,7 @@ def main() -> None:
                 for name, route in PAGES.items():
                     if route is None:
                         page.goto(f"{app.base_url}/admin/#/feature_flags")
-                        page.locator("table a", has_text="team-sharing").first.click()
+                        page.locator("table a", has_text="checkout-button-color").first.click()
                         page.wait_for_selector("[data-uitest=save_button]")
                     else:
                         page.goto(f"{app.base_url}/admin/{route}")
