@@ -1,0 +1,195 @@
+"""The in-process evaluation counter (api/flags/usage.py): O(1) per request, expanded into
+(flag, hour, variant) rows at flush, never losing counts to a failed flush."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from api.flags import usage as usage_module
+from api.flags.usage import HOUR, UsageCounter
+
+T0 = 1_800_000_000.0 - 1_800_000_000.0 % HOUR + 60  # one minute into an hour
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Statement:
+    """Stands in for `fetch`: records each flush's rows, or fails while told to."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[tuple[int, datetime, str], tuple[int, datetime]]] = []
+        self.failing: BaseException | None = None
+
+    async def __call__(self, sql: str, *columns: list[Any]) -> list[Any]:
+        if self.failing is not None:
+            raise self.failing
+        ids, hours, variants, counts, lasts = columns
+        self.rows.append(
+            {
+                (i, h, v): (c, t)
+                for i, h, v, c, t in zip(ids, hours, variants, counts, lasts, strict=True)
+            }
+        )
+        return []
+
+
+@pytest.fixture(name="clock")
+def fx_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock(T0)
+    monkeypatch.setattr(usage_module.time, "time", clock)
+    return clock
+
+
+@pytest.fixture(name="statement")
+def fx_statement(monkeypatch: pytest.MonkeyPatch) -> Statement:
+    statement = Statement()
+    monkeypatch.setattr(usage_module, "fetch", statement)
+    return statement
+
+
+def at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+HOUR0 = at(T0 - 60)
+
+
+def test_equal_result_sets_share_one_key_and_errors_are_left_out() -> None:
+    counter = UsageCounter()
+    first = counter.variant_set([(1, "on"), (2, "blue"), (None, None)])
+    second = counter.variant_set(iter([(1, "on"), (2, "blue")]))
+    assert first is second
+    assert first != counter.variant_set([(1, "off"), (2, "blue")])
+    assert not gc.is_tracked(first)  # a cache full of them costs the collector nothing
+
+
+async def test_a_counted_set_becomes_one_row_per_flag_and_variant(
+    clock: Clock, statement: Statement
+) -> None:
+    counter = UsageCounter()
+    alice = counter.variant_set([(1, "on"), (2, "blue")])
+    bob = counter.variant_set([(1, "off"), (2, "blue")])
+    for _ in range(3):
+        counter.count(alice)
+    clock.now += 5
+    counter.count(bob)
+    clock.now += 5
+    counter.count_one(2, "green")
+    counter.count_one(None, None)  # FLAG_NOT_FOUND: nothing was served
+    assert counter.pending == 3 * 2 + 2 + 1
+    assert await counter.flush() == 4
+    assert statement.rows == [
+        {
+            (1, HOUR0, "on"): (3, at(T0)),
+            (1, HOUR0, "off"): (1, at(T0 + 5)),
+            (2, HOUR0, "blue"): (4, at(T0 + 5)),
+            (2, HOUR0, "green"): (1, at(T0 + 10)),
+        }
+    ]
+    assert counter.pending == 0
+    assert await counter.flush() == 0
+    assert len(statement.rows) == 1  # nothing to say: no statement
+
+
+async def test_counts_are_kept_by_the_hour_they_happened_in(
+    clock: Clock, statement: Statement
+) -> None:
+    counter = UsageCounter()
+    key = counter.variant_set([(7, "on")])
+    counter.count(key)
+    clock.now += HOUR
+    counter.count(key)
+    counter.count(key)
+    await counter.flush()
+    assert statement.rows == [
+        {(7, HOUR0, "on"): (1, at(T0)), (7, at(T0 - 60 + HOUR), "on"): (2, at(T0 + HOUR))}
+    ]
+
+
+async def test_a_failed_flush_keeps_every_count_for_the_next(
+    clock: Clock, statement: Statement
+) -> None:
+    counter = UsageCounter()
+    key = counter.variant_set([(1, "on"), (2, "off")])
+    counter.count(key)
+    statement.failing = ConnectionRefusedError("no database")
+    with pytest.raises(ConnectionRefusedError):
+        await counter.flush()
+    counter.count(key)  # counting goes on meanwhile
+    counter.count_one(1, "on")
+    with pytest.raises(ConnectionRefusedError):
+        await counter.flush()
+    assert counter.pending == 5
+    statement.failing = None
+    await counter.flush()
+    assert statement.rows == [{(1, HOUR0, "on"): (3, at(T0)), (2, HOUR0, "off"): (2, at(T0))}]
+
+
+async def test_a_flush_cancelled_at_shutdown_keeps_its_counts(
+    clock: Clock, statement: Statement
+) -> None:
+    counter = UsageCounter()
+    counter.count(counter.variant_set([(1, "on")]))
+    statement.failing = asyncio.CancelledError()
+    with pytest.raises(asyncio.CancelledError):
+        await counter.flush()
+    statement.failing = None
+    await counter.flush()
+    assert statement.rows == [{(1, HOUR0, "on"): (1, at(T0))}]
+
+
+async def test_counts_waiting_for_the_database_are_bounded(
+    clock: Clock, statement: Statement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_module, "MAX_PENDING_ROWS", 3)
+    counter = UsageCounter()
+    statement.failing = OSError("no database")
+    for _ in range(5):  # one row per hour; the oldest hours are given up first
+        counter.count_one(1, "on")
+        with pytest.raises(OSError, match="no database"):
+            await counter.flush()
+        clock.now += HOUR
+    assert counter.dropped == 2
+    statement.failing = None
+    await counter.flush()
+    assert sorted(h for _, h, _ in statement.rows[0]) == [
+        at(T0 - 60 + hour * HOUR) for hour in (2, 3, 4)
+    ]
+
+
+async def test_a_flush_yields_to_the_event_loop_while_expanding(
+    clock: Clock, statement: Statement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_module, "EXPAND_CHUNK", 10)
+    counter = UsageCounter()
+    for user in range(100):
+        counter.count(
+            counter.variant_set(
+                [(flag, "on" if user >> (flag % 7) & 1 else "off") for flag in range(50)]
+            )
+        )
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    assert len({key for key in counter._tally.sets}) == 100  # one set per user
+    task = asyncio.create_task(ticker())
+    await counter.flush()
+    task.cancel()
+    assert ticks >= 9
+    assert sum(count for count, _ in statement.rows[0].values()) == 100 * 50
