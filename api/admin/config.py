@@ -10,6 +10,8 @@ not shown. PUT is refused for every table because it would skip the hooks.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,22 @@ from api.admin.rules import (
     check_names,
     check_node,
     check_permission_override,
+    check_rule,
+    check_schedule,
+    check_segment,
 )
+from api.flags.stale import stale_flags
 from api.settings import get_settings
 from tables.admin import AdminSession, AdminUser
 from tables.audit import AuditLog
-from tables.flags import FeatureFlag, FeatureFlagOverride
+from tables.flags import (
+    FeatureFlag,
+    FeatureFlagOverride,
+    FeatureFlagRule,
+    FeatureFlagSchedule,
+    FeatureFlagUsage,
+    Segment,
+)
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
 from tables.users import User
 
@@ -83,7 +96,21 @@ def _table(
 
 FLAG_RULES = WriteRules(
     FeatureFlag,
-    editable=frozenset({"key", "name", "description", "enabled", "rollout_percentage", "archived"}),
+    editable=frozenset(
+        {
+            "key",
+            "name",
+            "description",
+            "enabled",
+            "rollout_percentage",
+            "archived",
+            "flag_type",
+            "variants",
+            "default_variant",
+            "off_variant",
+            "rollout_split",
+        }
+    ),
     check=check_flag,
     actor_on_insert=("created_by_id", "updated_by_id"),
     actor_on_update=("updated_by_id",),
@@ -91,8 +118,30 @@ FLAG_RULES = WriteRules(
 )
 FLAG_OVERRIDE_RULES = WriteRules(
     FeatureFlagOverride,
-    editable=frozenset({"flag_id", "user_id", "node_id", "enabled", "reason", "expires_at"}),
+    editable=frozenset({"flag_id", "user_id", "node_id", "variant", "reason", "expires_at"}),
     check=check_flag_override,
+    actor_on_insert=("created_by_id",),
+)
+RULE_RULES = WriteRules(
+    FeatureFlagRule,
+    editable=frozenset(
+        {"flag_id", "position", "name", "segment_id", "conditions", "variant", "split"}
+    ),
+    updatable=frozenset({"position", "name", "segment_id", "conditions", "variant", "split"}),
+    check=check_rule,
+    actor_on_insert=("created_by_id",),
+)
+SEGMENT_RULES = WriteRules(
+    Segment,
+    editable=frozenset({"key", "name", "description", "conditions"}),
+    check=check_segment,
+    actor_on_insert=("created_by_id",),
+)
+SCHEDULE_RULES = WriteRules(
+    FeatureFlagSchedule,
+    editable=frozenset({"flag_id", "action", "rollout_percentage", "variant", "run_at", "note"}),
+    updatable=frozenset({"status"}),  # pending → cancelled, and nothing else
+    check=check_schedule,
     actor_on_insert=("created_by_id",),
 )
 NODE_RULES = WriteRules(
@@ -132,6 +181,8 @@ def table_configs() -> list[TableConfig]:
                 FeatureFlag.key,
                 FeatureFlag.name,
                 FeatureFlag.enabled,
+                FeatureFlag.flag_type,
+                FeatureFlag.default_variant,
                 FeatureFlag.rollout_percentage,
                 FeatureFlag.archived,
                 FeatureFlag.version,
@@ -163,6 +214,81 @@ def table_configs() -> list[TableConfig]:
             ],
             menu_group="Feature flags",
             order_by=[OrderBy(FeatureFlagOverride.id, ascending=False)],
+        ),
+        _table(
+            FeatureFlagRule,
+            RULE_RULES,
+            visible_columns=[
+                FeatureFlagRule.id,
+                FeatureFlagRule.flag_id,
+                FeatureFlagRule.position,
+                FeatureFlagRule.name,
+                FeatureFlagRule.segment_id,
+                FeatureFlagRule.conditions,
+                FeatureFlagRule.variant,
+                FeatureFlagRule.split,
+            ],
+            visible_filters=[
+                FeatureFlagRule.flag_id,
+                FeatureFlagRule.name,
+                FeatureFlagRule.segment_id,
+            ],
+            menu_group="Feature flags",
+            link_column=FeatureFlagRule.name,
+            order_by=[OrderBy(FeatureFlagRule.flag_id), OrderBy(FeatureFlagRule.position)],
+        ),
+        _table(
+            Segment,
+            SEGMENT_RULES,
+            visible_columns=[
+                Segment.key,
+                Segment.name,
+                Segment.conditions,
+                Segment.created_by_id,
+                Segment.updated_at,
+            ],
+            visible_filters=[Segment.key, Segment.name],
+            menu_group="Feature flags",
+            link_column=Segment.key,
+            order_by=[OrderBy(Segment.key)],
+        ),
+        _table(
+            FeatureFlagSchedule,
+            SCHEDULE_RULES,
+            delete=False,
+            visible_columns=[
+                FeatureFlagSchedule.id,
+                FeatureFlagSchedule.flag_id,
+                FeatureFlagSchedule.action,
+                FeatureFlagSchedule.rollout_percentage,
+                FeatureFlagSchedule.variant,
+                FeatureFlagSchedule.run_at,
+                FeatureFlagSchedule.status,
+                FeatureFlagSchedule.note,
+                FeatureFlagSchedule.outcome,
+                FeatureFlagSchedule.created_by_id,
+            ],
+            visible_filters=[
+                FeatureFlagSchedule.flag_id,
+                FeatureFlagSchedule.status,
+                FeatureFlagSchedule.action,
+            ],
+            menu_group="Feature flags",
+            order_by=[OrderBy(FeatureFlagSchedule.run_at, ascending=False)],
+        ),
+        _table(
+            FeatureFlagUsage,
+            None,
+            visible_columns=[
+                FeatureFlagUsage.flag_id,
+                FeatureFlagUsage.hour,
+                FeatureFlagUsage.variant,
+                FeatureFlagUsage.evaluations,
+                FeatureFlagUsage.last_evaluated_at,
+            ],
+            visible_filters=[FeatureFlagUsage.flag_id, FeatureFlagUsage.variant],
+            menu_group="Feature flags",
+            order_by=[OrderBy(FeatureFlagUsage.hour, ascending=False)],
         ),
         _table(
             HierarchyNode,
@@ -266,7 +392,7 @@ def build_admin() -> Any:
     host = settings.public_url.split("://", 1)[1].split("/", 1)[0]
     admin = create_admin(
         tables=table_configs(),
-        forms=[WHAT_USER_SEES],
+        forms=[WHAT_USER_SEES, STALE_FLAGS],
         auth_table=AdminUser,
         session_table=AdminSession,
         auto_include_related=False,
@@ -306,14 +432,24 @@ async def what_user_sees(_: Request, data: WhatUserSees) -> str:
     results = await evaluate_all(int(user["id"]))
     if not results:
         return f"{email} sees no feature flags."
-    width = max(len(result.key) for result in results)
-    lines = [f"{'flag'.ljust(width)}  value  reason", f"{'-' * width}  -----  ------"]
-    lines += [
-        f"{result.key.ljust(width)}  {('on' if result.value else 'off').ljust(5)}  "
-        f"{result.reason.value}"
+    rows = [
+        (result.key, result.variant or "-", json.dumps(result.value), result.reason.value)
         for result in results
     ]
-    return f"{email} sees {len(results)} flags:\n" + "\n".join(lines)
+    return f"{email} sees {len(results)} flags:\n" + text_table(
+        ("flag", "variant", "value", "reason"), rows
+    )
+
+
+def text_table(headings: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """Columns aligned with spaces, a rule under the headings (admin.css shows it as is)."""
+    widths = [max(len(cell) for cell in column) for column in zip(headings, *rows, strict=True)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+    rule = tuple("-" * width for width in widths)
+    return "\n".join(line(cells).rstrip() for cells in (headings, rule, *rows))
 
 
 WHAT_USER_SEES = FormConfig(
@@ -321,4 +457,42 @@ WHAT_USER_SEES = FormConfig(
     pydantic_model=WhatUserSees,
     endpoint=what_user_sees,
     description="Every feature flag's value and reason for one user, as the API answers them.",
+)
+
+
+class StaleFlags(pydantic.BaseModel):
+    days: int = pydantic.Field(
+        default=30, ge=1, le=3650, description="Not evaluated, or rollout unchanged, this long"
+    )
+
+
+async def list_stale_flags(_: Request, data: StaleFlags) -> str:
+    """The stale-flag candidates, as the admin API lists them."""
+    stale = await stale_flags(data.days)
+    if not stale:
+        return f"No stale flags after {data.days} days."
+    rows = [
+        (
+            flag.key,
+            ", ".join(flag.reasons),
+            flag.last_evaluated_at.strftime("%Y-%m-%d %H:%M")
+            if flag.last_evaluated_at
+            else "never",
+            f"{flag.rollout_percentage} %",
+            flag.rollout_changed_at.strftime("%Y-%m-%d"),
+        )
+        for flag in stale
+    ]
+    headings = ("flag", "why", "last evaluated", "rollout", "rollout since")
+    return f"{len(stale)} stale flags after {data.days} days:\n" + text_table(headings, rows)
+
+
+STALE_FLAGS = FormConfig(
+    name="Stale flags",
+    pydantic_model=StaleFlags,
+    endpoint=list_stale_flags,
+    description=(
+        "Flags not evaluated for N days (never evaluated counts from creation), and flags"
+        " whose rollout has stayed at 0 % or 100 % for N days."
+    ),
 )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from api.db import fetch
 from tests.support.auth import SignedIn, sign_in
-from tests.support.data import make_flag
+from tests.support.data import make_flag, unique
 from tests.support.processes import AppProcess, start_app
 
 pytestmark = pytest.mark.e2e
@@ -75,6 +77,7 @@ async def test_super_admins_get_the_admin_and_its_tables(server: AppProcess) -> 
         assert set(tables) == {
             "feature_flags", "feature_flag_overrides", "organization_hierarchy",
             "user_hierarchy_assignments", "hierarchy_permission_overrides", "users", "audit_logs",
+            "feature_flag_rules", "segments", "feature_flag_schedules", "feature_flag_usage",
         }  # fmt: skip
 
 
@@ -176,7 +179,7 @@ async def test_what_a_user_sees_form(server: AppProcess) -> None:
         )
         assert answer.status_code == 200, answer.text
         assert any(
-            line.split() == [key, "on", "DEFAULT"]  # 100 % rollout
+            line.split() == [key, "on", "true", "DEFAULT"]  # 100 % rollout
             for line in answer.json()["custom_form_success"].splitlines()
         ), answer.text
 
@@ -380,7 +383,7 @@ async def test_a_refused_write_reads_as_a_sentence(server: AppProcess) -> None:
     user = await sign_in()
     key = await make_flag(rollout="10")
     flag = (await fetch("SELECT id FROM feature_flags WHERE key = $1", key))[0]["id"]
-    body = {"flag_id": flag, "user_id": user.user_id, "enabled": True, "reason": "twice"}
+    body = {"flag_id": flag, "user_id": user.user_id, "variant": "on", "reason": "twice"}
     with admin_client(server, admin) as client:
         first = client.post(
             "/admin/api/tables/feature_flag_overrides/", json=body, headers=csrf(client)
@@ -403,12 +406,15 @@ async def test_no_admin_endpoint_answers_5xx_to_odd_requests(server: AppProcess)
     tables = [
         "feature_flags", "feature_flag_overrides", "organization_hierarchy",
         "user_hierarchy_assignments", "hierarchy_permission_overrides", "users", "audit_logs",
+        "feature_flag_rules", "segments", "feature_flag_schedules", "feature_flag_usage",
     ]  # fmt: skip
     odd_queries = [
         "__order=bogus", "__order=-password", "__page=abc", "__page_size=-1", "__page_size=x",
         "id=abc", "unknown=1", "__visible_fields=nope", "__readable=maybe", "created_at=yesterday",
     ]  # fmt: skip
     odd_bodies: list[object] = [[1], "text", 7, None, {}, {"id": "x"}, {"nope": 1}]
+    key = await make_flag()
+    flag_id = (await fetch("SELECT id FROM feature_flags WHERE key = $1", key))[0]["id"]
     seen: list[tuple[str, str, int]] = []
     with admin_client(server, admin) as client:
         for table in tables:
@@ -423,9 +429,277 @@ async def test_no_admin_endpoint_answers_5xx_to_odd_requests(server: AppProcess)
                     seen.append((method, f"{path} {body!r}", answer.status_code))
             answer = client.delete(f"{base}999999/", headers=csrf(client))
             seen.append(("DELETE", f"{base}999999/", answer.status_code))
-        for body in odd_bodies:
-            answer = client.post(
-                "/admin/api/forms/what-a-user-sees/", json=body, headers=csrf(client)
-            )
-            seen.append(("POST", f"form {body!r}", answer.status_code))
+        odd_json: list[object] = ["{", "[1]", "null", "", "1e999", '{"a": NaN}']
+        for table, column in (
+            ("feature_flags", "variants"),
+            ("feature_flags", "rollout_split"),
+            ("feature_flag_rules", "conditions"),
+            ("feature_flag_rules", "split"),
+            ("segments", "conditions"),
+        ):
+            for text in odd_json:
+                for method, path in (
+                    ("POST", f"/admin/api/tables/{table}/"),
+                    ("PATCH", f"/admin/api/tables/{table}/{flag_id}/"),
+                ):
+                    answer = client.request(method, path, json={column: text}, headers=csrf(client))
+                    seen.append((method, f"{path} {column}={text!r}", answer.status_code))
+        for form in ("what-a-user-sees", "stale-flags"):
+            for body in [*odd_bodies, {"days": "x"}, {"days": -1}, {"days": 10**9}]:
+                answer = client.post(f"/admin/api/forms/{form}/", json=body, headers=csrf(client))
+                seen.append(("POST", f"form {form} {body!r}", answer.status_code))
     assert [s for s in seen if s[2] >= 500] == []
+
+
+# ---- issue 14: variants, rules, segments, schedules, usage ---------------------------------
+
+
+def detail(answer: httpx.Response) -> tuple[str, str]:
+    """The admin's field error: (field label, sentence)."""
+    assert answer.status_code in (400, 422), (
+        answer.request.method,
+        answer.request.url,
+        answer.text,
+    )
+    first = answer.json()["detail"][0]
+    return first["loc"][-1], first["msg"]
+
+
+async def test_admin_rules_and_segments_use_the_apis_validation_and_are_audited(
+    server: AppProcess,
+) -> None:
+    admin = await sign_in(super_admin=True)
+    key = await make_flag()
+    flag = (await fetch("SELECT id FROM feature_flags WHERE key = $1", key))[0]["id"]
+    plan = {"attribute": "organization.settings.plan", "operator": "in", "values": ["pro"]}
+    with admin_client(server, admin) as client:
+        rule = {"flag_id": flag, "name": "pro", "position": 1, "variant": "on"}
+        bad = client.post(
+            "/admin/api/tables/feature_flag_rules/",
+            json={**rule, "conditions": json.dumps([{**plan, "operator": "foo"}])},
+            headers=csrf(client),
+        )
+        assert bad.status_code == 422, bad.text
+        label, sentence = detail(bad)
+        assert label == "Conditions"
+        assert sentence.startswith("condition 1: operator 'foo' is not one of in, not_in")
+        unknown = client.post(
+            "/admin/api/tables/feature_flag_rules/",
+            json={**rule, "variant": "maybe", "conditions": "[]"},
+            headers=csrf(client),
+        )
+        assert detail(unknown) == ("Variant", "must be one of the flag's variants: off, on")
+        segment = client.post(
+            "/admin/api/tables/segments/",
+            json={
+                "key": unique("pro"),
+                "name": "Pro",
+                "description": "",
+                "conditions": json.dumps([plan]),
+            },
+            headers=csrf(client),
+        )
+        assert segment.status_code == 201, segment.text
+        segment_id = segment.json()[0]["id"]
+        made = client.post(
+            "/admin/api/tables/feature_flag_rules/",
+            json={**rule, "conditions": json.dumps([plan]), "segment_id": segment_id},
+            headers=csrf(client),
+        )
+        assert made.status_code == 201, made.text
+        rule_id = made.json()[0]["id"]
+        moved = client.patch(
+            f"/admin/api/tables/feature_flag_rules/{rule_id}/",
+            json={"flag_id": flag + 1},
+            headers=csrf(client),
+        )
+        assert detail(moved) == ("Flag Id", "cannot be changed here")
+        in_use = client.delete(f"/admin/api/tables/segments/{segment_id}/", headers=csrf(client))
+        assert in_use.status_code == 422, in_use.text
+        assert "still used by feature flag rules" in in_use.json()["custom_form_error"]
+    rows = await fetch(
+        "SELECT created_by_id, conditions FROM feature_flag_rules WHERE id = $1", rule_id
+    )
+    assert rows[0]["created_by_id"] == admin.user_id
+    assert json.loads(rows[0]["conditions"]) == [plan]
+    for action, resource in (("feature_flag_rule.insert", rule_id), ("segment.insert", segment_id)):
+        audit = await fetch(
+            "SELECT actor_id FROM audit_logs WHERE action = $1 AND resource_id = $2",
+            action,
+            str(resource),
+        )
+        assert [a["actor_id"] for a in audit] == [admin.user_id], action
+
+
+async def test_admin_flag_variants_are_typed_and_a_named_one_stays(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    user = await sign_in()
+    with admin_client(server, admin) as client:
+        made = client.post(
+            "/admin/api/tables/feature_flags/",
+            json={
+                "key": unique("size"),
+                "name": "Size",
+                "description": "",
+                "enabled": False,
+                "archived": False,
+                "rollout_percentage": "0",
+                "flag_type": "integer",
+                "variants": '{"small": 1, "large": 3.0}',
+                "default_variant": "large",
+                "off_variant": "small",
+            },
+            headers=csrf(client),
+        )
+        assert made.status_code == 201, made.text
+        flag = made.json()[0]["id"]
+        override = client.post(
+            "/admin/api/tables/feature_flag_overrides/",
+            json={"flag_id": flag, "user_id": user.user_id, "variant": "small", "reason": ""},
+            headers=csrf(client),
+        )
+        assert override.status_code == 201, override.text
+        half = client.patch(
+            f"/admin/api/tables/feature_flags/{flag}/",
+            json={"variants": '{"small": 1.5, "large": 3}'},
+            headers=csrf(client),
+        )
+        assert detail(half) == (
+            "Variants",
+            "the value of 'small' must be a whole number for a integer flag",
+        )
+        removed = client.patch(
+            f"/admin/api/tables/feature_flags/{flag}/",
+            json={"variants": '{"large": 3, "tiny": 0}', "off_variant": "tiny"},
+            headers=csrf(client),
+        )
+        assert detail(removed) == (
+            "Variants",
+            "'small' is still named by an override; change that first",
+        )
+        # The form sends the row back whole, its JSON written differently: only the name moves.
+        row = client.get(f"/admin/api/tables/feature_flags/{flag}/").json()
+        row = {k: v for k, v in row.items() if not k.endswith("_at")}
+        row["variants"] = json.dumps(json.loads(row["variants"]), indent=2)
+        row["name"] = "Sizes"
+        saved = client.patch(
+            f"/admin/api/tables/feature_flags/{flag}/", json=row, headers=csrf(client)
+        )
+        assert saved.status_code == 200, saved.text
+    stored = (await fetch("SELECT name, variants FROM feature_flags WHERE id = $1", flag))[0]
+    assert (stored["name"], json.loads(stored["variants"])) == ("Sizes", {"small": 1, "large": 3})
+
+
+async def test_a_scheduled_change_can_only_be_cancelled_in_the_admin(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    key = await make_flag()
+    flag = (await fetch("SELECT id FROM feature_flags WHERE key = $1", key))[0]["id"]
+    soon = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    with admin_client(server, admin) as client:
+        base = "/admin/api/tables/feature_flag_schedules/"
+        past = client.post(
+            base,
+            json={"flag_id": flag, "action": "enable", "run_at": "2001-01-01T00:00:00"},
+            headers=csrf(client),
+        )
+        assert detail(past) == ("Run At", "must be in the future")
+        no_argument = client.post(
+            base,
+            json={"flag_id": flag, "action": "set_rollout", "run_at": soon},
+            headers=csrf(client),
+        )
+        assert detail(no_argument) == (
+            "Rollout Percentage",
+            "set_rollout needs a rollout_percentage",
+        )
+        applied = client.post(
+            base,
+            json={"flag_id": flag, "action": "enable", "run_at": soon, "status": "applied"},
+            headers=csrf(client),
+        )
+        assert detail(applied) == ("Status", "cannot be set here")
+        made = client.post(
+            base,
+            json={
+                "flag_id": flag,
+                "action": "set_rollout",
+                "rollout_percentage": "25",
+                "run_at": soon,
+            },
+            headers=csrf(client),
+        )
+        assert made.status_code == 201, made.text
+        schedule = made.json()[0]["id"]
+        later = client.patch(
+            f"{base}{schedule}/", json={"run_at": "2099-01-01T00:00:00"}, headers=csrf(client)
+        )
+        assert detail(later) == ("Run At", "cannot be changed here")
+        applied = client.patch(
+            f"{base}{schedule}/", json={"status": "applied"}, headers=csrf(client)
+        )
+        assert detail(applied) == ("Status", "can only be changed to cancelled")
+        cancelled = client.patch(
+            f"{base}{schedule}/", json={"status": "cancelled"}, headers=csrf(client)
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        again = client.patch(
+            f"{base}{schedule}/", json={"status": "cancelled"}, headers=csrf(client)
+        )
+        assert again.status_code == 200  # unchanged: nothing to write
+        await fetch("UPDATE feature_flag_schedules SET status = 'applied' WHERE id = $1", schedule)
+        revived = client.patch(
+            f"{base}{schedule}/", json={"status": "cancelled"}, headers=csrf(client)
+        )
+        assert detail(revived) == (
+            "Status",
+            "Only a pending change can be cancelled; this one is applied",
+        )
+        assert client.delete(f"{base}{schedule}/", headers=csrf(client)).status_code == 405
+    row = (await fetch("SELECT created_by_id FROM feature_flag_schedules WHERE id = $1", schedule))[
+        0
+    ]
+    assert row["created_by_id"] == admin.user_id
+    audit = await fetch(
+        "SELECT action, actor_id FROM audit_logs WHERE resource_type = 'feature_flag_schedule'"
+        " AND resource_id = $1 AND actor_id IS NOT NULL ORDER BY id",
+        str(schedule),
+    )
+    assert [(a["action"], a["actor_id"]) for a in audit] == [
+        ("feature_flag_schedule.insert", admin.user_id),
+        ("feature_flag_schedule.update", admin.user_id),
+    ]
+
+
+async def test_usage_is_read_only_and_stale_flags_are_a_form(server: AppProcess) -> None:
+    admin = await sign_in(super_admin=True)
+    key = unique("stale")
+    await fetch(
+        "INSERT INTO feature_flags (key, name, created_at) VALUES ($1, $1, now() - interval '9 days')",
+        key,
+    )
+    usage = (
+        await fetch(
+            "INSERT INTO feature_flag_usage (flag_id, hour, variant, evaluations, last_evaluated_at)"
+            " SELECT id, now() - interval '8 days', 'on', 1, now() - interval '8 days'"
+            " FROM feature_flags WHERE key = $1 RETURNING id",
+            key,
+        )
+    )[0]["id"]
+    with admin_client(server, admin) as client:
+        base = "/admin/api/tables/feature_flag_usage/"
+        assert client.get(base).status_code == 200
+        assert client.post(base, json={"variant": "x"}, headers=csrf(client)).status_code == 405
+        assert (
+            client.patch(
+                f"{base}{usage}/", json={"evaluations": 9}, headers=csrf(client)
+            ).status_code
+            == 405
+        )
+        assert client.delete(f"{base}{usage}/", headers=csrf(client)).status_code == 405
+        answer = client.post(
+            "/admin/api/forms/stale-flags/", json={"days": 7}, headers=csrf(client)
+        )
+        assert answer.status_code == 200, answer.text
+        lines = answer.json()["custom_form_success"].splitlines()
+        assert lines[1].split()[:2] == ["flag", "why"]
+        assert any(line.split()[:2] == [key, "not_evaluated"] for line in lines[3:]), lines

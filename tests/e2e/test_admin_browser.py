@@ -9,6 +9,7 @@ browser session reads from the API (`/api/v1/features`, `/api/v1/auth/me`).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -314,7 +315,7 @@ def test_a_user_override_is_added_given_an_expiry_and_deleted(
     admin.add_row("Feature Flag Overrides")
     admin.pick("Flag Id", "brand", "custom-branding")
     admin.pick("User Id", "uma", "uma@acme.example")
-    admin.choose("enabled", "true")
+    admin.type_into("variant", "on")
     admin.type_into("reason", "pilot for Uma")
     assert "Successfully" in admin.create()
     assert sees(uma, base, "custom-branding", (True, "TARGETING_MATCH"))
@@ -348,7 +349,7 @@ def test_a_node_override_is_added_given_an_expiry_and_deleted(
     admin.add_row("Feature Flag Overrides")
     admin.pick("Flag Id", "legacy", "legacy-charts")
     admin.pick("Node Id", "Paris", "Acme Retail / Paris")
-    admin.choose("enabled", "true")
+    admin.type_into("variant", "on")
     admin.type_into("reason", "Paris keeps legacy charts")
     admin.create()
     # legacy-charts is switched off: the kill switch beats the override.
@@ -512,6 +513,143 @@ def test_a_flags_overrides_are_one_click_away(admin: Admin) -> None:
     assert "uma@acme.example" in admin.page.inner_text("table:not(.column_list)")
 
 
+COLOURS = {"blue": "#00f", "green": "#0f0", "red": "#f00"}
+
+
+def test_a_string_flag_with_three_variants_is_made_in_the_form(
+    site: Site, admin: Admin, uma: Any
+) -> None:
+    base = site.app.base_url
+    admin.add_row("Feature Flags")
+    admin.type_into("key", "banner-colour")
+    admin.type_into("name", "Banner colour")
+    admin.choose("enabled", "true")
+    admin.type_into("rollout_percentage", "100")
+    admin.choose("flag_type", "string")
+    admin.type_into("variants", json.dumps(COLOURS))
+    admin.type_into("default_variant", "green")
+    admin.type_into("off_variant", "blue")
+    assert "Successfully" in admin.create()
+    made = eventually(lambda: query("SELECT * FROM feature_flags WHERE key = 'banner-colour'"))
+    assert json.loads(made[0]["variants"]) == COLOURS
+    assert made[0]["flag_type"] == "string"
+    assert sees(uma, base, "banner-colour", ("#0f0", "DEFAULT"))
+    assert audited_by_admin("feature_flag.insert", made[0]["id"])
+
+
+def test_a_rule_on_the_organisations_plan_is_added(site: Site, admin: Admin, uma: Any) -> None:
+    base = site.app.base_url
+    plan = {"attribute": "organization.settings.plan", "operator": "in", "values": ["enterprise"]}
+    admin.add_row("Feature Flag Rules")
+    admin.pick("Flag Id", "banner", "banner-colour")
+    admin.type_into("name", "enterprise-red")
+    admin.type_into("position", "10")
+    admin.type_into("conditions", json.dumps([{**plan, "operator": "bogus"}]))
+    admin.type_into("variant", "red")
+    shown = admin.create()
+    assert "Conditions field - condition 1: operator 'bogus' is not one of" in shown
+    admin.type_into("conditions", json.dumps([plan]))
+    assert "Successfully" in admin.create()
+    # Uma's organisation, Acme Retail, is on the enterprise plan.
+    assert sees(uma, base, "banner-colour", ("#f00", "TARGETING_MATCH"))
+    rule = query("SELECT * FROM feature_flag_rules WHERE name = 'enterprise-red'")[0]
+    assert json.loads(rule["conditions"]) == [plan]
+    assert audited_by_admin("feature_flag_rule.insert", rule["id"])
+
+
+def test_a_segment_is_made_and_used_by_a_rule(site: Site, admin: Admin, uma: Any) -> None:
+    base = site.app.base_url
+    domain = {"attribute": "user.email_domain", "operator": "in", "values": ["acme.example"]}
+    admin.add_row("Segments")
+    admin.type_into("key", "acme-people")
+    admin.type_into("name", "Acme people")
+    admin.type_into("conditions", json.dumps([domain]))
+    assert "Successfully" in admin.create()
+    segment = eventually(lambda: query("SELECT * FROM segments WHERE key = 'acme-people'"))[0]
+    assert audited_by_admin("segment.insert", segment["id"])
+
+    admin.add_row("Feature Flag Rules")
+    admin.pick("Flag Id", "banner", "banner-colour")
+    admin.type_into("name", "acme-blue")
+    admin.type_into("position", "1")
+    admin.pick("Segment Id", "acme", "acme-people")
+    admin.type_into("conditions", "[]")
+    admin.type_into("variant", "blue")
+    assert "Successfully" in admin.create()
+    assert sees(uma, base, "banner-colour", ("#00f", "TARGETING_MATCH"))
+    rule = query("SELECT * FROM feature_flag_rules WHERE name = 'acme-blue'")[0]
+    assert rule["segment_id"] == segment["id"]
+    assert audited_by_admin("feature_flag_rule.insert", rule["id"])
+
+
+def test_an_override_names_one_of_the_flags_variants(site: Site, admin: Admin, uma: Any) -> None:
+    base = site.app.base_url
+    admin.add_row("Feature Flag Overrides")
+    admin.pick("Flag Id", "banner", "banner-colour")
+    admin.pick("User Id", "uma", "uma@acme.example")
+    admin.type_into("variant", "pink")
+    admin.type_into("reason", "Uma likes green")
+    shown = admin.create()
+    assert "Variant field - must be one of the flag's variants: blue, green, red" in shown
+    admin.type_into("variant", "green")
+    assert "Successfully" in admin.create()
+    assert sees(uma, base, "banner-colour", ("#0f0", "TARGETING_MATCH"))
+    made = query("SELECT * FROM feature_flag_overrides WHERE reason = 'Uma likes green'")[0]
+    assert made["variant"] == "green"
+    assert audited_by_admin("feature_flag_override.insert", made["id"])
+
+
+def test_a_change_is_scheduled_and_cancelled(admin: Admin) -> None:
+    admin.add_row("Feature Flag Schedules")
+    admin.pick("Flag Id", "banner", "banner-colour")
+    admin.choose("action", "set_default_variant")
+    admin.type_into("variant", "red")
+    admin.expiry("Run At", "2031-03-01T09:00:00")
+    admin.type_into("note", "spring campaign")
+    assert "Successfully" in admin.create()
+    made = eventually(
+        lambda: query("SELECT * FROM feature_flag_schedules WHERE note = 'spring campaign'")
+    )[0]
+    assert (made["status"], made["variant"], made["run_at"].year) == ("pending", "red", 2031)
+    admin_id = query("SELECT id FROM users WHERE email = $1", PEOPLE["admin"])[0]["id"]
+    assert made["created_by_id"] == admin_id
+    assert audited_by_admin("feature_flag_schedule.insert", made["id"])
+
+    admin.open_row("Feature Flag Schedules", "spring campaign")
+    admin.choose("status", "cancelled")
+    admin.save()
+    assert eventually(
+        lambda: (
+            query("SELECT status FROM feature_flag_schedules WHERE id = $1", made["id"])
+            == [{"status": "cancelled"}]
+        )
+    )
+    assert audited_by_admin("feature_flag_schedule.update", made["id"])
+    assert flag("banner-colour")["default_variant"] == "green"
+
+
+def test_the_stale_flags_form_answers_with_a_table(admin: Admin) -> None:
+    # Arranged in the database, as the demo data is: a flag nobody evaluated for 40 days.
+    query(
+        "INSERT INTO feature_flags (key, name, created_at, rollout_changed_at)"
+        " VALUES ('forgotten-flag', 'Forgotten', now() - interval '40 days',"
+        " now() - interval '40 days') ON CONFLICT (key) DO NOTHING"
+    )
+    admin.page.goto(f"{admin.base}/admin/")
+    admin.page.locator("a[href^='#/forms/']", has_text=re.compile("stale flags", re.I)).click()
+    admin.type_into("days", "30")
+    admin.page.click("[data-uitest=submit_custom_form_button]")
+    answer = admin.page.locator("#success_message")
+    answer.wait_for()
+    lines = answer.inner_text().splitlines()
+    assert lines[1].split()[:2] == ["flag", "why"]
+    assert any(
+        line.split()[:2] == ["forgotten-flag", "not_evaluated,"] and "rollout_settled" in line
+        for line in lines[3:]
+    ), lines
+    assert not any(line.startswith("banner-colour") for line in lines)
+
+
 def test_what_a_user_sees_is_a_table(admin: Admin) -> None:
     admin.page.goto(f"{admin.base}/admin/")
     admin.page.locator("a[href^='#/forms/']", has_text=re.compile("what a user sees", re.I)).click()
@@ -520,7 +658,7 @@ def test_what_a_user_sees_is_a_table(admin: Admin) -> None:
     answer = admin.page.locator("#success_message")
     answer.wait_for()
     lines = answer.inner_text().splitlines()
-    assert lines[1].split() == ["flag", "value", "reason"]
+    assert lines[1].split() == ["flag", "variant", "value", "reason"]
     assert any(line.split()[:2] == ["beta-reports", "on"] for line in lines[3:])
 
 
