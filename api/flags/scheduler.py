@@ -45,6 +45,8 @@ OUTAGES: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 """The database is out of reach: nothing can be marked, so the change waits for a later look."""
+REFUSALS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+"""The database says this write can never happen: the change is marked failed, not retried."""
 SNAPSHOT_COLUMNS = (
     FeatureFlag.id,
     FeatureFlag.key,
@@ -167,10 +169,9 @@ async def apply_next_due_change(
         except CannotApply as reason:
             await savepoint.rollback_to()
             result = Applied(change["id"], ScheduleStatus.failed, str(reason))
-        except asyncpg.PostgresError as error:
-            if isinstance(error, asyncpg.PostgresConnectionError):
-                raise
+        except REFUSALS as error:
             # The database refused the write (a constraint added since): the change fails.
+            # Anything else (a timeout, a deadlock, an outage) leaves it for a later look.
             await savepoint.rollback_to()
             result = Applied(
                 change["id"], ScheduleStatus.failed, f"The database refused the change: {error}"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 
 from api.flags import scheduler
@@ -222,8 +223,13 @@ async def test_a_locked_change_is_skipped_not_waited_for() -> None:
         scheduler._apply_to_flag = original  # type: ignore[assignment]
 
 
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("a bug"), asyncpg.QueryCanceledError("lock wait: statement timeout")],
+    ids=["bug", "timeout"],
+)
 async def test_an_error_in_one_change_does_not_stop_the_others(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     author = await make_user(super_admin=True)
     broken_flag, fine_flag = await variant_flag(), await variant_flag()
@@ -233,7 +239,7 @@ async def test_an_error_in_one_change_does_not_stop_the_others(
 
     async def buggy(change: dict[str, Any], actor: Any) -> None:
         if change["id"] == broken:
-            raise RuntimeError("a bug")
+            raise error
         await original(change, actor)
 
     monkeypatch.setattr(scheduler, "_apply_to_flag", buggy)
