@@ -21,6 +21,8 @@ from api.errors import EXCEPTION_HANDLERS
 from api.flags.admin import flags_admin_router
 from api.flags.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
 from api.flags.routes import get_feature, list_features
+from api.flags.scheduler import flag_scheduler
+from api.flags.usage import usage_flusher
 from api.health import liveness, readiness
 from api.hierarchy.me import me
 from api.hierarchy.routes import hierarchy_router, users_router
@@ -111,7 +113,14 @@ def create_app(
     litestar_app = Litestar(
         route_handlers=[liveness, readiness, auth_config, admin_mount, swagger_assets(), db_backed],
         exception_handlers={**EXCEPTION_HANDLERS, **DATABASE_ERROR_HANDLERS},
-        lifespan=[access_log_flusher, database_pool, change_listener, frozen_startup_heap],
+        lifespan=[
+            access_log_flusher,
+            database_pool,
+            change_listener,
+            flag_scheduler,
+            usage_flusher,  # after the pool: its last flush at shutdown still has it
+            frozen_startup_heap,
+        ],
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",

@@ -74,6 +74,10 @@ class Settings:
     """Port `python -m api.serve` listens on."""
     web_concurrency: int = 1
     """uvicorn worker processes of `python -m api.serve`."""
+    scheduler_interval: float = 5.0
+    """Seconds between two looks for due scheduled flag changes (every process looks)."""
+    usage_flush_seconds: float = 10.0
+    """Seconds between two writes of this process's counted flag evaluations."""
 
     @property
     def through_pooler(self) -> bool:
@@ -132,6 +136,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name}: {raw!r} is not a whole number") from None
     if value <= 0:
         raise SettingsError(f"{name}: must be greater than 0, got {value}")
+    return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name}: must be a positive number of seconds, got {raw}")
     return value
 
 
@@ -205,6 +222,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         host=env.get("HOST", "").strip() or "0.0.0.0",  # noqa: S104
         port=_positive_int(env, "PORT", 8000),
         web_concurrency=_positive_int(env, "WEB_CONCURRENCY", 1),
+        scheduler_interval=_positive_seconds(env, "SCHEDULER_INTERVAL", 5.0),
+        usage_flush_seconds=_positive_seconds(env, "USAGE_FLUSH_SECONDS", 10.0),
     )
 
 

@@ -2,6 +2,7 @@
 
 `python -m bench.traffic [--quick] [--users 5000] [--seconds 10]` builds a database with
 N users (each assigned in a small hierarchy, a live session and a CSRF token), 200 flags
+(50 of them with 3 targeting rules each: e-mail domain, organisation plan, an e-mail regex)
 and 1,000 overrides, starts one uvicorn process serving the app plus the bare Litestar
 endpoint, and drives each endpoint with wrk (1 thread, 64 keep-alive connections; a Lua
 script rotates the session cookie per request). Every endpoint is measured for one user
@@ -73,8 +74,9 @@ def wrk_version() -> str:
 
 
 async def load(url: str, users: int) -> list[tuple[str, str]]:
-    """N users in an organization (three locations), sessions for each, 200 flags, 1,000
-    overrides and a few permission overrides. Returns (token, csrf) per user."""
+    """N users in an organization (three locations), sessions for each, 200 flags (50 with
+    3 rules each), 1,000 overrides and a few permission overrides. Returns (token, csrf) per
+    user."""
     from api.auth.sessions import csrf_token_for, hash_token, new_token
 
     connection = await asyncpg.connect(url)
@@ -91,8 +93,8 @@ async def load(url: str, users: int) -> list[tuple[str, str]]:
             )
         ]
         org = await connection.fetchval(
-            "INSERT INTO organization_hierarchy (level, name, slug) VALUES ('organization',"
-            " 'Bench', 'bench') RETURNING id"
+            "INSERT INTO organization_hierarchy (level, name, slug, settings) VALUES"
+            " ('organization', 'Bench', 'bench', '{\"plan\": \"growth\"}') RETURNING id"
         )
         locations = [
             await connection.fetchval(
@@ -117,14 +119,15 @@ async def load(url: str, users: int) -> list[tuple[str, str]]:
         )
         # 1,000 overrides: 800 for four users (the one-user case among them), 200 for nodes.
         await connection.execute(
-            "INSERT INTO feature_flag_overrides (flag_id, user_id, enabled, reason)"
-            " SELECT f.id, u, (f.id + u) % 2 = 0, 'bench' FROM feature_flags f,"
-            " unnest($1::int[]) AS u",
+            "INSERT INTO feature_flag_overrides (flag_id, user_id, variant, reason)"
+            " SELECT f.id, u, CASE WHEN (f.id + u) % 2 = 0 THEN 'on' ELSE 'off' END, 'bench'"
+            " FROM feature_flags f, unnest($1::int[]) AS u",
             user_ids[:4],
         )
         await connection.execute(
-            "INSERT INTO feature_flag_overrides (flag_id, node_id, enabled, reason)"
-            " SELECT id, ($1::int[])[1 + id % 4], id % 3 = 0, 'bench' FROM feature_flags",
+            "INSERT INTO feature_flag_overrides (flag_id, node_id, variant, reason)"
+            " SELECT id, ($1::int[])[1 + id % 4], CASE WHEN id % 3 = 0 THEN 'on' ELSE 'off' END,"
+            " 'bench' FROM feature_flags",
             [org, *locations],
         )
         await connection.execute(
@@ -133,6 +136,11 @@ async def load(url: str, users: int) -> list[tuple[str, str]]:
             user_ids[::10],
             org,
         )
+        ruled = await connection.fetch(
+            "SELECT id FROM feature_flags WHERE key = ANY($1::text[]) ORDER BY id",
+            [f"flag-{i}" for i in range(4, 201, 4)],
+        )
+        await add_rules(url, [row["id"] for row in ruled])
         tokens = [new_token() for _ in user_ids]
         await connection.executemany(
             "INSERT INTO user_sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() +"
@@ -143,6 +151,36 @@ async def load(url: str, users: int) -> list[tuple[str, str]]:
     finally:
         await connection.close()
     return [(token, csrf_token_for(token)) for token in tokens]
+
+
+RULES = (
+    ("internal", [{"attribute": "user.email_domain", "operator": "in",
+                   "values": ["marketedge.test", "internal.test"]}]),
+    ("enterprise", [{"attribute": "organization.settings.plan", "operator": "in",
+                     "values": ["enterprise", "scale"]}]),
+    ("beta-testers", [{"attribute": "user.email", "operator": "matches",
+                       "values": [r"^u[0-9]*7@bench\.test$"]}]),
+)  # fmt: skip
+"""Each flag's rules in order: the first two never match a bench user (all three are read
+for most users), the regex matches one user in ten."""
+
+
+async def add_rules(url: str, flag_ids: list[int]) -> None:
+    """Three targeting rules on each of `flag_ids`, through the query builder."""
+    from piccolo.engine.postgres import PostgresEngine
+
+    from tables.flags import FeatureFlagRule
+
+    FeatureFlagRule._meta.db = PostgresEngine(config={"dsn": url})
+    await FeatureFlagRule.insert(
+        *[
+            FeatureFlagRule(
+                flag_id=flag_id, position=position, name=name, conditions=conditions, variant="on"
+            )
+            for flag_id in flag_ids
+            for position, (name, conditions) in enumerate(RULES)
+        ]
+    )
 
 
 def wrk_command(

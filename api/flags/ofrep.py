@@ -19,6 +19,7 @@ from litestar.params import FromPath
 from api.auth.deps import USER_OR_SERVICE, UserOrService
 from api.flags.evaluate import Evaluation
 from api.flags.store import evaluate_one, user_flags
+from api.flags.usage import usage
 from api.responses import EncodedJSON
 
 BULK_CACHE_CONTROL = (b"cache-control", b"private, no-cache")
@@ -122,6 +123,7 @@ async def evaluate_flag_ofrep(
     if evaluation.error_code:
         missing = OfrepResult(key, errorCode=evaluation.error_code, errorDetails="No such flag")
         return Response(missing, status_code=404)
+    usage.count_one(evaluation.flag_id, evaluation.variant)
     return Response(_success(evaluation))
 
 
@@ -146,6 +148,7 @@ async def evaluate_flags_ofrep(
         failure = OfrepBulk(errorCode=problem.code, errorDetails=problem.details)
         return Response(failure, status_code=problem.status)
     flags = await user_flags(subject.user_id, attributes=subject.attributes)
+    usage.count(flags.variant_set)  # a 304 too: the SDK goes on using what it has
     etag = flags.etag.decode()
     if request.headers.get("if-none-match") == etag:
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}

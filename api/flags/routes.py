@@ -13,6 +13,7 @@ from api.auth.guards import authenticated
 from api.auth.identity import Caller
 from api.errors import NotFound
 from api.flags.store import evaluate_one, user_flags
+from api.flags.usage import usage
 from api.hierarchy.access import can_read_node
 from api.responses import EncodedJSON
 
@@ -44,7 +45,9 @@ async def list_features(
     """Every non-archived flag evaluated for the caller (at their primary node or `node`)."""
     caller = await authenticated(request)  # the `caller` rule as a call: the hot path skips DI
     node_id = await target_node(caller, node)
-    return EncodedJSON((await user_flags(caller.user_id, node_id)).features_json)
+    flags = await user_flags(caller.user_id, node_id)
+    usage.count(flags.variant_set)
+    return EncodedJSON(flags.features_json)
 
 
 @get(
@@ -61,6 +64,7 @@ async def get_feature(
             f"No flag named {key!r}",
             extra={"key": key, "errorCode": "FLAG_NOT_FOUND", "value": False},
         )
+    usage.count_one(evaluation.flag_id, evaluation.variant)
     return FeatureValue(
         evaluation.key, evaluation.value, evaluation.variant, evaluation.reason.value
     )

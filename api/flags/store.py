@@ -35,6 +35,7 @@ from api.flags.evaluate import (
     Split,
     evaluate_flag,
 )
+from api.flags.usage import VariantSet, usage
 from api.notifications import listener
 from tables.flags import FeatureFlag, FeatureFlagRule
 from tables.flags import Segment as Segment_
@@ -79,6 +80,8 @@ class UserFlags(NamedTuple):
     features_json: bytes
     ofrep_json: bytes
     etag: bytes
+    variant_set: VariantSet
+    """What a request serving these counts as evaluated (api/flags/usage.py)."""
 
 
 def encode_user_flags(results: list[Evaluation], until: float) -> UserFlags:
@@ -105,7 +108,8 @@ def encode_user_flags(results: list[Evaluation], until: float) -> UserFlags:
         }
     )
     etag = b'"' + hashlib.sha256(ofrep).hexdigest()[:32].encode() + b'"'
-    return UserFlags(until, features, ofrep, etag)
+    variant_set = usage.variant_set((e.flag_id, e.variant) for e in results)
+    return UserFlags(until, features, ofrep, etag, variant_set)
 
 
 class FlagCache:

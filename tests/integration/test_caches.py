@@ -38,7 +38,9 @@ def test_caches_stay_bounded_with_100k_distinct_users(listening: None) -> None:
         caller = Caller(user, f"u{user}@example.test", False, "session", user, "csrf", expires)
         session_cache.put(f"token-{user}", caller)
         session_cache.answers.put(user, (caller, b"{}"))
-        flag_cache.keep_results(user, None, UserFlags(1e12, b"", b"", b""), flag_cache.generation)
+        flag_cache.keep_results(
+            user, None, UserFlags(1e12, b"", b"", b"", b"[]"), flag_cache.generation
+        )
         me_cache.put(caller, 1e12, b"{}", me_cache.generation)
     assert len(session_cache) == CACHE_LIMIT <= USERS
     assert len(session_cache.answers) == CACHE_LIMIT
