@@ -79,10 +79,13 @@ def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _author(user_id: int | None) -> Caller | None:
-    """The super-admin who scheduled the change, as the actor of what it does."""
+    """The super-admin who scheduled the change, as the actor of what it does; None once
+    they are gone, deactivated or no longer a super-admin: their change no longer runs."""
     if user_id is None:
         return None
-    rows = await User.select(User.id, User.email).where(User.id == user_id)
+    rows = await User.select(User.id, User.email).where(
+        (User.id == user_id) & (User.is_active == True) & (User.is_super_admin == True)  # noqa: E712
+    )
     if not rows:
         return None
     # Acting for a person, not a request: `via` only says how a Caller authenticated.
@@ -92,17 +95,21 @@ async def _author(user_id: int | None) -> Caller | None:
 async def _apply_to_flag(change: dict[str, Any], author: Caller | None) -> None:
     """The flag write and its audit record; raises `CannotApply` when it cannot happen."""
     flags = (
-        await FeatureFlag.select(*SNAPSHOT_COLUMNS, FeatureFlag.variants)
+        await FeatureFlag.select(*SNAPSHOT_COLUMNS, FeatureFlag.variants, FeatureFlag.archived)
         .where(FeatureFlag.id == change["flag_id"])
         .lock_rows("UPDATE", of=(FeatureFlag,))
         .output(load_json=True)
     )
     if not flags:  # the foreign key makes this unreachable; said plainly all the same
         raise CannotApply("The flag no longer exists.")
+    if author is None:
+        raise CannotApply("Its author is no longer an active super-admin.")
     variants = flags[0].pop("variants")
+    if flags[0].pop("archived"):
+        raise CannotApply(f"The flag {flags[0]['key']!r} is archived.")
     before = flags[0]
     action = ScheduleAction(change["action"])
-    values: dict[Any, Any] = {FeatureFlag.updated_by_id: author.user_id if author else None}
+    values: dict[Any, Any] = {FeatureFlag.updated_by_id: author.user_id}
     if action is ScheduleAction.enable:
         values[FeatureFlag.enabled] = True
     elif action is ScheduleAction.disable:

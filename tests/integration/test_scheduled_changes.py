@@ -17,6 +17,7 @@ from api.flags import scheduler
 from api.flags.scheduler import apply_next_due_change, run_due_changes, run_scheduler
 from tables.audit import AuditLog
 from tables.flags import FeatureFlag, FeatureFlagSchedule
+from tables.users import User
 from tests.support.auth import make_user
 from tests.support.data import unique
 
@@ -305,10 +306,35 @@ async def test_the_loop_survives_a_lost_database_and_looks_again(
     assert "unexpected error" in caplog.text
 
 
-async def test_a_change_whose_author_is_gone_is_applied_without_an_actor() -> None:
+@pytest.mark.parametrize("author_now", ["gone", "deactivated", "demoted"])
+async def test_a_change_runs_only_while_its_author_is_an_active_super_admin(
+    author_now: str,
+) -> None:
+    author = await make_user(super_admin=True)
     flag = await variant_flag()
-    await schedule(flag["id"], "enable", author=None)
+    schedule_id = await schedule(flag["id"], "enable", author=author)
+    if author_now == "gone":
+        await User.delete().where(User.id == author)  # created_by_id is set to NULL
+    elif author_now == "deactivated":
+        await User.update({User.is_active: False}).where(User.id == author)
+    else:
+        await User.update({User.is_super_admin: False}).where(User.id == author)
     [result] = await run_due_changes()
-    assert result.status == "applied"
+    assert (result.status, result.outcome) == (
+        "failed",
+        "Its author is no longer an active super-admin.",
+    )
     after = await flag_row(flag["id"])
-    assert (after["enabled"], after["updated_by_id"]) == (True, None)
+    assert (after["enabled"], after["version"]) == (False, flag["version"])
+    assert (await schedule_row(schedule_id))["status"] == "failed"
+
+
+async def test_a_change_to_an_archived_flag_fails() -> None:
+    author = await make_user(super_admin=True)
+    flag = await variant_flag()
+    await FeatureFlag.update({FeatureFlag.archived: True}).where(FeatureFlag.id == flag["id"])
+    schedule_id = await schedule(flag["id"], "enable", author=author)
+    [result] = await run_due_changes()
+    assert (result.status, result.outcome) == ("failed", f"The flag {flag['key']!r} is archived.")
+    assert (await flag_row(flag["id"]))["enabled"] is False
+    assert (await schedule_row(schedule_id))["outcome"] == result.outcome
