@@ -6,7 +6,6 @@ Every record carries the id of the request being handled (see request_context).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -17,6 +16,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import msgspec
+
+from api.background import running
 
 # Set by api/request_context.py for each request; read by every log line.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -142,11 +143,8 @@ async def access_log_flusher(_: Any) -> AsyncIterator[None]:
             await asyncio.sleep(AccessLog.FLUSH_SECONDS)
             access_log.flush()
 
-    task = asyncio.create_task(keep_flushing())
     try:
-        yield
+        async with running(keep_flushing()):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         access_log.flush()

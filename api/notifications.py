@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 from litestar import Litestar
 
+from api.background import running
 from api.db import engine
 
 logger = logging.getLogger("api.notifications")
@@ -90,11 +91,8 @@ listener = Listener()
 
 @asynccontextmanager
 async def change_listener(_: Litestar) -> AsyncIterator[None]:
-    task = asyncio.create_task(listener.run_forever())
     try:
-        yield
+        async with running(listener.run_forever()):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         listener.connected = False

@@ -12,7 +12,6 @@ change never holds up the others, and a lost database only delays the next look.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from piccolo.querystring import QueryString
 
 from api.audit import record_audit
 from api.auth.identity import Caller
+from api.background import running
 from api.db import engine
 from api.schema import DATABASE_ERRORS
 from tables.enums import ScheduleAction, ScheduleStatus
@@ -248,10 +248,5 @@ async def run_scheduler(interval: float) -> None:
 @asynccontextmanager
 async def flag_scheduler(app: Litestar) -> AsyncIterator[None]:
     """The scheduler of this process, from start-up to shutdown (after the pool opens)."""
-    task = asyncio.create_task(run_scheduler(app.state["settings"].scheduler_interval))
-    try:
+    async with running(run_scheduler(app.state["settings"].scheduler_interval)):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

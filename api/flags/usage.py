@@ -11,7 +11,6 @@ statement. Counts a flush could not write are kept for the next one (up to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 
 from litestar import Litestar
 
+from api.background import running
 from api.db import fetch
 from api.schema import DATABASE_ERRORS
 
@@ -293,13 +293,10 @@ async def flush_periodically(interval: float) -> None:
 async def usage_flusher(app: Litestar) -> AsyncIterator[None]:
     """Flush this process's counts periodically and once more at graceful shutdown (before
     the pool closes: this lifespan step is entered after it)."""
-    task = asyncio.create_task(flush_periodically(app.state["settings"].usage_flush_seconds))
     try:
-        yield
+        async with running(flush_periodically(app.state["settings"].usage_flush_seconds)):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         try:
             await usage.flush()
         except DATABASE_ERRORS as error:
