@@ -231,3 +231,27 @@ async def test_the_home_page_shows_typed_values(client: httpx.AsyncClient) -> No
     row = page[page.index(f'data-flag="{key}"') :].split("</tr>")[0]
     assert "&#34;#fb8500&#34;" in row or '"#fb8500"' in row
     assert "orange: rule everyone" in row
+
+
+async def test_an_ofrep_context_cannot_claim_what_rules_read_from_the_database(
+    client: httpx.AsyncClient,
+) -> None:
+    """Context attributes live under `context.`: a caller sending a plan, an e-mail or an
+    organisation of their choosing changes nothing that rules read from our own rows."""
+    key, flag_id = await typed_flag("boolean", {"on": True, "off": False},
+                                    default="on", off="off", rollout="0")  # fmt: skip
+    await add_rule(flag_id, "enterprise", on_plan("enterprise"), variant="on", position=1)
+    await add_rule(flag_id, "staff", [{"attribute": "user.email_domain", "operator": "in",
+                                       "values": ["marketedge.example"]}], variant="on",
+                   position=2)  # fmt: skip
+    member = await member_of_org({"plan": "starter"})
+    spoofed = {
+        "organization": {"settings": {"plan": "enterprise"}, "slug": "acme"},
+        "organization.settings.plan": "enterprise",
+        "user": {"email": "boss@marketedge.example", "email_domain": "marketedge.example"},
+        "user.email_domain": "marketedge.example",
+        "plan": "enterprise",
+    }
+    answer = await client.post(f"/ofrep/v1/evaluate/flags/{key}", json={"context": spoofed},
+                               cookies=member.cookies, headers=member.headers())  # fmt: skip
+    assert (answer.json()["value"], answer.json()["reason"]) == (False, "DEFAULT")
