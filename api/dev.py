@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -75,6 +76,9 @@ def main() -> None:
         )
         from api.serve import main as serve
 
+        # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it lets the
+        # provider below be stopped too, instead of killing this process on the spot.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         serve()
     finally:
         if provider is not None:
