@@ -561,6 +561,18 @@ def test_a_string_flag_with_three_variants_is_made_in_the_form(
     assert made[0]["flag_type"] == "string"
     assert sees(uma, base, "banner-colour", ("#0f0", "DEFAULT"))
     assert audited_by_admin("feature_flag.insert", made[0]["id"])
+    # A weighted split of the rollout, typed into the flag's own form: all weight on red.
+    admin.open_row("Feature Flags", "banner-colour", by="key")
+    admin.type_into("rollout_split", json.dumps({"pink": 1}))
+    assert "Rollout Split field" in admin.save()
+    admin.type_into("rollout_split", json.dumps({"blue": 0, "red": 1}))
+    assert "Successfully" in admin.save()
+    assert sees(uma, base, "banner-colour", ("#f00", "SPLIT"))
+    assert json.loads(flag("banner-colour")["rollout_split"]) == {"blue": 0, "red": 1}
+    admin.open_row("Feature Flags", "banner-colour", by="key")
+    admin.type_into("rollout_split", "null")
+    assert "Successfully" in admin.save()
+    assert sees(uma, base, "banner-colour", ("#0f0", "DEFAULT"))
 
 
 def test_a_rule_on_the_organisations_plan_is_added(site: Site, admin: Admin, uma: Any) -> None:
