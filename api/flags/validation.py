@@ -88,7 +88,7 @@ def validate_rollout(value: Any) -> Decimal:
 
 
 def validate_flag_type(value: Any) -> str:
-    if value not in set(FlagType):
+    if not isinstance(value, str) or value not in set(FlagType):
         raise _invalid("flag_type", f"flag_type must be one of {FLAG_TYPES}")
     return str(value)
 
@@ -433,7 +433,7 @@ def validate_schedule(
 ) -> dict[str, Any]:
     """A new scheduled change: a known action with its argument (and no other), a run time
     in the future. Returns the row's fields cleaned."""
-    if action not in set(ScheduleAction):
+    if not isinstance(action, str) or action not in set(ScheduleAction):
         raise _invalid("action", f"action must be one of {ACTIONS}")
     wants_rollout = action == ScheduleAction.set_rollout
     wants_variant = action == ScheduleAction.set_default_variant

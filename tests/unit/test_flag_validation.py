@@ -13,6 +13,7 @@ from api.flags.validation import (
     override_variant,
     validate_definition,
     validate_flag_changes,
+    validate_flag_type,
     validate_rule,
     validate_schedule,
     validate_schedule_change,
@@ -91,3 +92,12 @@ def test_only_a_pending_change_is_cancelled(status: str) -> None:
         validate_schedule_change(status, {"status": "cancelled"})
     with pytest.raises(InvalidInput, match="run_at cannot be changed"):
         validate_schedule_change("pending", {"run_at": NOW})
+
+
+@pytest.mark.parametrize("value", [[], {}, ["boolean"], {"type": "string"}, 1, None])
+def test_an_unhashable_or_odd_type_or_action_is_a_422_not_a_crash(value: object) -> None:
+    with pytest.raises(InvalidInput):
+        validate_flag_type(value)
+    with pytest.raises(InvalidInput):
+        validate_schedule(action=value, rollout_percentage=None, variant=None,
+                          run_at=None, note="", variants={"on": True})  # fmt: skip
