@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -169,11 +168,11 @@ async def test_counts_waiting_for_the_database_are_bounded(
     ]
 
 
-async def test_a_flush_of_thousands_of_sets_of_200_flags_barely_holds_the_event_loop(
+async def test_a_flush_of_thousands_of_sets_of_200_flags_counts_every_pair(
     clock: Clock, statement: Statement
 ) -> None:
-    """5,000 users with distinct sets (a busy process's 10 s), 200 flags each: the flush
-    must not stall requests (it took 230 ms of loop time when expanded pair by pair)."""
+    """5,000 users with distinct sets (a busy process's 10 s), 200 flags each: every pair
+    is counted, with the time of its latest evaluation."""
     counter = UsageCounter()
     for user in range(5000):
         variants = [(flag, "on" if user >> (flag % 13) & 1 else "off") for flag in range(1, 201)]
@@ -183,9 +182,7 @@ async def test_a_flush_of_thousands_of_sets_of_200_flags_barely_holds_the_event_
             clock.now += 1
             counter.count(key)  # counted twice, later
     assert len(counter._tally.sets) == 5000
-    started = time.perf_counter()
-    await counter.flush()
-    assert time.perf_counter() - started < 0.1
+    await counter.flush()  # its event-loop time is measured by `python -m bench.usage_flush`
     [rows] = statement.rows
     assert sum(count for count, _ in rows.values()) == (5000 + 500) * 200
     on = {flag for flag, _, variant in rows if variant == "on"}
