@@ -29,7 +29,6 @@ from starlette.requests import Request
 
 from api.errors import AppError, InvalidInput
 from api.flags.validation import (
-    removed_variants,
     require_current_version,
     require_variants_unused,
     validate_flag_changes,
@@ -229,8 +228,7 @@ async def _flag_variants(flag_id: Any) -> dict[str, Any]:
 async def check_flag(changes: Values, row: Values, current: Values | None) -> None:
     cleaned = validate_flag_changes(changes, current)
     if current is not None and "variants" in cleaned:
-        removed = removed_variants(current["variants"] or {}, cleaned["variants"])
-        await require_variants_unused(current["id"], removed)
+        await require_variants_unused(current["id"], current["variants"] or {}, cleaned["variants"])
     changes.update(cleaned)
 
 

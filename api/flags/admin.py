@@ -56,7 +56,6 @@ from api.flags.admin_targeting import (
 from api.flags.store import flag_cache
 from api.flags.validation import (
     override_variant,
-    removed_variants,
     require_current_version,
     require_variants_unused,
     validate_flag_changes,
@@ -185,9 +184,7 @@ async def _apply(
         require_current_version(before.version, version)
         cleaned = validate_flag_changes(changes, current=msgspec.to_builtins(before))
         if "variants" in cleaned:
-            await require_variants_unused(
-                before.id, removed_variants(before.variants, cleaned["variants"])
-            )
+            await require_variants_unused(before.id, before.variants, cleaned["variants"])
         values: dict[Any, Any] = {
             FeatureFlag._meta.get_column_by_name(k): v for k, v in cleaned.items()
         }

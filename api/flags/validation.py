@@ -244,16 +244,15 @@ def validate_flag_changes(
     return cleaned
 
 
-def removed_variants(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
-    return set(before) - set(after)
-
-
-async def require_variants_unused(flag_id: int, removed: set[str]) -> None:
-    """A flag update may not remove a variant that an override, a rule or a pending scheduled
-    change of the flag still names (422 naming the first)."""
-    if not removed:
+async def require_variants_unused(
+    flag_id: int, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> None:
+    """A flag update (variants `before` → `after`) may not remove a variant that an
+    override, a rule or a pending scheduled change of the flag still names (422 naming the
+    first)."""
+    names = sorted(set(before) - set(after))
+    if not names:
         return
-    names = sorted(removed)
     overrides = await FeatureFlagOverride.select(FeatureFlagOverride.variant).where(
         (FeatureFlagOverride.flag_id == flag_id) & FeatureFlagOverride.variant.is_in(names)
     )
