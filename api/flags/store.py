@@ -14,16 +14,17 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
 from api.bounded_cache import BoundedCache
 from api.db import fetch
-from api.flags.conditions import Condition, ConditionError, compile_conditions
+from api.errors import InvalidInput
+from api.flags.conditions import ConditionError, compile_conditions
 from api.flags.evaluate import (
     Evaluation,
     EvaluationContext,
@@ -36,6 +37,7 @@ from api.flags.evaluate import (
     evaluate_flag,
 )
 from api.flags.usage import VariantSet, usage
+from api.flags.validation import validate_definition, validate_split
 from api.notifications import listener
 from tables.flags import FeatureFlag, FeatureFlagRule
 from tables.flags import Segment as Segment_
@@ -47,6 +49,7 @@ RESULT_SECONDS = 300.0
 RESULT_JITTER = 0.2  # results made together end over the last fifth of RESULT_SECONDS
 RESULT_LIMIT = 100_000
 logger = logging.getLogger("api.flags.store")
+T = TypeVar("T")
 DEFINITION_COLUMNS = (
     FeatureFlag.id,
     FeatureFlag.key,
@@ -171,8 +174,9 @@ class FlagCache:
 
 
 async def load_definitions() -> dict[str, FlagDefinition]:
-    """Every flag with its compiled rules, by key. A rule or segment that no longer compiles
-    (written around the validation, e.g. by psql) is left out and logged, never served."""
+    """Every flag with its compiled rules, by key. Rows are read through the one validation
+    the admin writes with; a flag, rule or segment that fails it (written around it, e.g. by
+    psql) is left out and logged, never served."""
     flag_rows = (
         await FeatureFlag.select(*DEFINITION_COLUMNS)
         .order_by(FeatureFlag.key)
@@ -187,25 +191,36 @@ async def load_definitions() -> dict[str, FlagDefinition]:
     for row in await Segment_.select(Segment_.id, Segment_.key, Segment_.conditions).output(
         load_json=True
     ):
-        conditions = _conditions(f"segment {row['key']!r}", row["conditions"])
+        conditions = _left_out_on_error(
+            f"segment {row['key']!r}", compile_conditions, row["conditions"]
+        )
         segments[row["id"]] = None if conditions is None else Segment(row["key"], conditions)
+    checked = {
+        row["id"]: _left_out_on_error(f"flag {row['key']!r}", validate_definition, row)
+        for row in flag_rows
+    }
     rules: dict[int, list[Rule]] = {}
     for row in rule_rows:
-        segment = segments.get(row["segment_id"]) if row["segment_id"] is not None else None
-        if row["segment_id"] is not None and segment is None:
+        definition, segment = checked.get(row["flag_id"]), segments.get(row["segment_id"])
+        if definition is None or (row["segment_id"] is not None and segment is None):
             continue
-        split = _split(row["split"])
-        if row["split"] is not None and split is None:
-            continue
-        conditions = _conditions(f"rule {row['name']!r}", row["conditions"])
+        label = f"rule {row['name']!r}"
+        conditions = _left_out_on_error(label, compile_conditions, row["conditions"])
+        split = None
+        if row["split"] is not None:
+            variants = definition["variants"]
+            split = _left_out_on_error(label, validate_split, row["split"], variants, "split")
+            if split is None:
+                continue
         if conditions is not None:
             rules.setdefault(row["flag_id"], []).append(
-                Rule(row["name"], conditions, segment, row["variant"], split)
+                Rule(row["name"], conditions, segment, row["variant"], _ordered(split))
             )
     definitions = {}
     for row in flag_rows:
-        variants = _typed(row["flag_type"], row["variants"])
-        split = _split(row["rollout_split"], variants)
+        definition = checked[row["id"]]
+        if definition is None:
+            continue
         definitions[row["key"]] = FlagDefinition(
             id=row["id"],
             key=row["key"],
@@ -214,50 +229,28 @@ async def load_definitions() -> dict[str, FlagDefinition]:
             rollout_percentage=row["rollout_percentage"],
             archived=row["archived"],
             version=row["version"],
-            flag_type=row["flag_type"],
-            variants=variants,
-            default_variant=row["default_variant"],
-            off_variant=row["off_variant"],
-            rollout_split=split,
+            flag_type=definition["flag_type"],
+            variants=definition["variants"],
+            default_variant=definition["default_variant"],
+            off_variant=definition["off_variant"],
+            rollout_split=_ordered(definition["rollout_split"]),
             rules=tuple(rules.get(row["id"], ())),
         )
     return definitions
 
 
-def _conditions(label: str, raw: Any) -> tuple[Condition, ...] | None:
+def _left_out_on_error(label: str, check: Callable[..., T], *args: Any) -> T | None:
+    """`check(*args)`, or None (logged) when the row fails it."""
     try:
-        return compile_conditions(raw)
-    except ConditionError as error:
+        return check(*args)
+    except (ConditionError, InvalidInput) as error:
         logger.warning("%s is left out: %s", label, error)
         return None
 
 
-def _typed(flag_type: str, variants: Any) -> dict[str, Any]:
-    """Variant values as the flag's type promises: a float flag's 2 is served as 2.0."""
-    if not isinstance(variants, dict):
-        return {}
-    if flag_type == "float":
-        return {
-            name: float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-            for name, value in variants.items()
-        }
-    return dict(variants)
-
-
-def _split(raw: Any, variants: Mapping[str, Any] | None = None) -> Split | None:
-    """Weights in variant-name order; None when absent or unusable (no positive weight, or,
-    given `variants`, naming none of them)."""
-    if not isinstance(raw, dict):
-        return None
-    split = tuple(
-        (name, weight)
-        for name, weight in sorted(raw.items())
-        if isinstance(weight, int)
-        and not isinstance(weight, bool)
-        and weight >= 0
-        and (variants is None or name in variants)
-    )
-    return split if sum(weight for _, weight in split) > 0 else None
+def _ordered(split: Mapping[str, int] | None) -> Split | None:
+    """A validated split's weights in variant-name order, as the engine takes them."""
+    return None if split is None else tuple(sorted(split.items()))
 
 
 flag_cache = FlagCache()

@@ -255,3 +255,27 @@ async def test_an_ofrep_context_cannot_claim_what_rules_read_from_the_database(
     answer = await client.post(f"/ofrep/v1/evaluate/flags/{key}", json={"context": spoofed},
                                cookies=member.cookies, headers=member.headers())  # fmt: skip
     assert (answer.json()["value"], answer.json()["reason"]) == (False, "DEFAULT")
+
+
+async def test_a_flag_stored_around_validation_is_read_through_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """The loader reads rows through the admin's own validation: a float flag's whole number
+    is served as a float; a flag whose values break its type is left out, never served."""
+    whole, _ = await typed_flag("float", {"half": 0.5, "one": 1.0}, default="one", off="half")
+    broken, _ = await typed_flag("integer", {"few": 3, "many": 30}, default="many", off="few")
+    await fetch(
+        "UPDATE feature_flags SET variants = $2::jsonb WHERE key = $1",
+        whole,
+        '{"half": 0.5, "one": 1}',
+    )
+    await fetch(
+        "UPDATE feature_flags SET variants = $2::jsonb WHERE key = $1", broken,
+        '{"few": "three", "many": 30}',
+    )  # fmt: skip
+    flag_cache.invalidate()
+    member = await member_of_org(None)
+    served = features(await client.get("/api/v1/features", cookies=member.cookies))
+    assert served[whole]["value"] == 1.0
+    assert isinstance(served[whole]["value"], float)
+    assert broken not in served
