@@ -150,11 +150,18 @@ class Admin:
             self.filter(by, link_text)
         self.row(link_text).locator("a").first.click()
         self.page.wait_for_selector("[data-uitest=save_button]")
+        self.settled()
 
     def add_row(self, table_label: str) -> None:
         self.menu(table_label)
         self.page.locator("a.button", has_text=re.compile("add row", re.I)).click()
         self.page.wait_for_selector("[data-uitest=create_button]")
+        self.settled()
+
+    def settled(self) -> None:
+        """Wait until the form's own requests (its schema, the row or the new row's defaults)
+        are answered: values typed before they land are overwritten by them."""
+        self.page.wait_for_load_state("networkidle")
 
     def pick(self, label: str, typed: str, choice: str) -> None:
         """A foreign-key picker: open it, type part of the name, click the match."""
