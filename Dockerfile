@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t marketedge-api .
-# Release step (before new web replicas start): docker run --rm -e DATABASE_URL=... marketedge-api python -m api.release
+# Release step (before new web replicas start): docker run --rm -e DATABASE_URL=... marketedge-api python -m api.ops.release
 # Web (same command as the Procfile's web: line): docker run -e DATABASE_URL=... -e OIDC_...=... -p 8000:8000 marketedge-api
 
 FROM python:3.11-slim-bookworm AS build
@@ -24,4 +24,4 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=2)"]
-CMD ["python", "-m", "api.serve"]
+CMD ["python", "-m", "api.ops.serve"]

@@ -9,7 +9,7 @@ import os
 from piccolo.conf.apps import AppRegistry
 from piccolo.engine.postgres import PostgresEngine
 
-from api.embedded_postgres import embedded_database_url
+from api.platform.db.embedded_postgres import embedded_database_url
 
 CONNECT_TIMEOUT_SECONDS = 1.5
 STATEMENT_TIMEOUT_MS = 5000

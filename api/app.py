@@ -12,31 +12,31 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, ControllerRouterHandler
 
-from api.admin.mount import admin_mount
-from api.audit import list_audit_logs
+from api.admin_ui.mount import admin_mount
+from api.audit_log.routes import list_audit_logs
 from api.auth.deps import CALLER
 from api.auth.rate_limit import auth_limiter
 from api.auth.routes import auth_config, callback, login, logout, session_check
-from api.errors import EXCEPTION_HANDLERS
 from api.flags.admin import flags_admin_router
 from api.flags.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
 from api.flags.routes import get_feature, list_features
 from api.flags.scheduler import flag_scheduler
 from api.flags.usage import usage_flusher
-from api.health import liveness, readiness
 from api.hierarchy.me import me
 from api.hierarchy.routes import hierarchy_router, users_router
-from api.log import access_log_flusher, configure_logging
-from api.notifications import change_listener
-from api.openapi_errors import document_error_responses
-from api.openapi_ui import swagger_assets, swagger_ui_plugin
-from api.pages import home, template_config
-from api.request_context import RequestContextMiddleware
-from api.request_limits import RequestLimitsMiddleware
-from api.runtime import frozen_startup_heap
-from api.schema import DATABASE_ERROR_HANDLERS, require_schema
-from api.security_headers import SecurityHeadersMiddleware
-from api.settings import Settings, get_settings
+from api.platform.config import Settings, get_settings
+from api.platform.db.changes import change_listener
+from api.platform.db.readiness import DATABASE_ERROR_HANDLERS, require_schema
+from api.platform.http.errors import EXCEPTION_HANDLERS
+from api.platform.http.limits import RequestLimitsMiddleware
+from api.platform.http.openapi_errors import document_error_responses
+from api.platform.http.openapi_ui import swagger_assets, swagger_ui_plugin
+from api.platform.http.request_context import RequestContextMiddleware
+from api.platform.http.security_headers import SecurityHeadersMiddleware
+from api.platform.logging import access_log_flusher, configure_logging
+from api.platform.runtime import frozen_startup_heap
+from api.web.health import liveness, readiness
+from api.web.pages import home, template_config
 
 logger = logging.getLogger("api.app")
 
@@ -44,7 +44,7 @@ logger = logging.getLogger("api.app")
 @asynccontextmanager
 async def database_pool(app: Litestar) -> AsyncIterator[None]:
     """Open the pool lazily (min_size=0) so the app starts even while the database is down."""
-    from api.db import engine, use_transaction_pooler
+    from api.platform.db.sql import engine, use_transaction_pooler
 
     db = engine()
     if app.state["settings"].through_pooler:

@@ -50,7 +50,7 @@ def bench_database(name: str) -> str:
     os.environ.setdefault("EMBEDDED_PG_DIR", str(ROOT / ".data" / "postgres"))
     import pgserver
 
-    from api.embedded_postgres import data_dir
+    from api.platform.db.embedded_postgres import data_dir
 
     data_dir().mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir(), cleanup_mode=None)
@@ -59,7 +59,11 @@ def bench_database(name: str) -> str:
     url = str(server.get_uri(name))
     env = {**os.environ, **BENCH_ENV, "DATABASE_URL": url}
     subprocess.run(
-        [sys.executable, "-m", "api.release"], cwd=ROOT, env=env, check=True, capture_output=True
+        [sys.executable, "-m", "api.ops.release"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     return url
 

@@ -133,8 +133,8 @@ def percentile(samples: list[float], q: float) -> float:
 async def measure_checks(url: str, samples: int) -> list[float]:
     """Latency (ms) of one effective-permission check, the function the guards use."""
     os.environ["DATABASE_URL"] = url
-    from api.db import engine
     from api.hierarchy.access import check_permission
+    from api.platform.db.sql import engine
     from tables.enums import Permission
 
     db = engine()

@@ -30,7 +30,7 @@ class AdminUser(BaseUser, tablename="admin_users"):
 class AdminSession(SessionsBase, tablename="admin_sessions"):
     @classmethod
     async def get_user_id(cls, token: str, increase_expiry: timedelta | None = None) -> int | None:
-        from api.admin.bridge import admin_user_for_session
+        from api.admin_ui.bridge import admin_user_for_session
 
         return await admin_user_for_session(token)
 

@@ -19,8 +19,8 @@ import pytest  # noqa: E402
 from litestar.types import ASGIApp  # noqa: E402
 
 from api.app import create_app  # noqa: E402
-from api.release import run_release  # noqa: E402
-from api.settings import get_settings  # noqa: E402
+from api.ops.release import run_release  # noqa: E402
+from api.platform.config import get_settings  # noqa: E402
 from tests.support.http import SessionClient  # noqa: E402
 
 

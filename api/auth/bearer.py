@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from api.auth.identity import Caller, ServiceCaller
 from api.auth.oidc import ProviderUnavailable, TokenRejected, provider_for
-from api.settings import Settings
+from api.platform.config import Settings
 from tables.users import User
 
 

@@ -16,7 +16,7 @@ from litestar.di import Provide
 from api.auth.guards import authenticated, check_csrf
 from api.auth.identification import identify, identify_service
 from api.auth.identity import Caller, ServiceCaller
-from api.errors import Forbidden, NotAuthenticated
+from api.platform.http.errors import Forbidden, NotAuthenticated
 
 
 async def provide_caller(request: Request[Any, Any, Any]) -> Caller:

@@ -9,8 +9,9 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 from api.auth.identification import identify
-from api.auth.identity import Caller, settings_of
-from api.errors import Forbidden, NotAuthenticated
+from api.auth.identity import Caller
+from api.platform.config import settings_of
+from api.platform.http.errors import Forbidden, NotAuthenticated
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_HEADER = "X-CSRF-Token"

@@ -11,8 +11,9 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 from api.auth.bearer import caller_from_bearer
-from api.auth.identity import Caller, ServiceCaller, settings_of
+from api.auth.identity import Caller, ServiceCaller
 from api.auth.sessions import caller_from_cookie
+from api.platform.config import settings_of
 
 _CALLER_KEY = "caller"
 _SERVICE_KEY = "service_caller"

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
-
-from litestar.connection import ASGIConnection
-
-from api.settings import Settings
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +27,3 @@ class ServiceCaller:
     """A machine client holding a bearer token issued to it, not to a person."""
 
     client_id: str
-
-
-def settings_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Settings:
-    settings: Settings = connection.app.state["settings"]
-    return settings

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 from api.auth.oidc import OidcProvider, ProviderUnavailable, TokenRejected
 from api.auth.provisioning import provision_user
 from api.auth.sessions import StartedSession, hash_token, start_session
-from api.db import engine
-from api.errors import AppError, BadRequest, Forbidden, UpstreamUnavailable
-from api.settings import Settings
+from api.platform.config import Settings
+from api.platform.db.sql import engine
+from api.platform.http.errors import AppError, BadRequest, Forbidden, UpstreamUnavailable
 from tables.sessions import OidcLoginState
 
 LOGIN_STATE_TTL = timedelta(minutes=10)

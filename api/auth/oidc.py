@@ -23,7 +23,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError, InvalidKeyTypeError, JoseError
 from joserfc.jwk import KeySet, import_key
 
-from api.settings import Settings
+from api.platform.config import Settings
 
 logger = logging.getLogger("api.auth.oidc")
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import asyncpg
 
-from api.audit import record_audit
 from api.auth.identity import Caller
-from api.db import fetch
-from api.errors import Conflict
-from api.settings import Settings
+from api.platform.config import Settings
+from api.platform.db.audit import record_audit
+from api.platform.db.sql import fetch
+from api.platform.http.errors import Conflict
 from tables.enums import NodeLevel, Role
 from tables.hierarchy import HierarchyNode, UserHierarchyAssignment
 from tables.users import SuperAdminGrant, User

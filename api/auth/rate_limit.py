@@ -13,9 +13,9 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from api.auth.identity import settings_of
-from api.client_ip import client_ip
-from api.errors import RateLimited
+from api.platform.config import settings_of
+from api.platform.http.client_ip import client_ip
+from api.platform.http.errors import RateLimited
 
 WINDOW_SECONDS = 60.0
 

@@ -15,15 +15,15 @@ from litestar.params import FromQuery
 from litestar.response import Redirect
 
 from api.auth.identification import identify
-from api.auth.identity import Caller, settings_of
+from api.auth.identity import Caller
 from api.auth.login import begin_login, complete_login, prelogin_cookie_name, safe_next
 from api.auth.oidc import ProviderUnavailable, provider_for
 from api.auth.rate_limit import limit_auth_requests
 from api.auth.sessions import cookie_name, end_session, session_cache, session_id_token
-from api.client_ip import client_ip
-from api.responses import NO_STORE as ENCODED_NO_STORE
-from api.responses import EncodedJSON
-from api.settings import Settings
+from api.platform.config import Settings, settings_of
+from api.platform.http.client_ip import client_ip
+from api.platform.http.responses import NO_STORE as ENCODED_NO_STORE
+from api.platform.http.responses import EncodedJSON
 
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -35,10 +35,10 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 from api.auth.identity import Caller
-from api.bounded_cache import BoundedCache
-from api.db import fetch as _execute
-from api.notifications import listener
-from api.settings import Settings
+from api.platform.cache import BoundedCache
+from api.platform.config import Settings
+from api.platform.db.changes import listener
+from api.platform.db.sql import fetch as _execute
 
 TOUCH_INTERVAL = timedelta(seconds=60)
 CACHE_SECONDS = 55.0  # under TOUCH_INTERVAL: a busy session is re-read, and touched, each minute

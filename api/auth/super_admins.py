@@ -17,8 +17,8 @@ import getpass
 import sys
 from datetime import UTC, datetime
 
-from api.audit import record_audit
-from api.db import engine
+from api.platform.db.audit import record_audit
+from api.platform.db.sql import engine
 from tables.users import SuperAdminGrant, User
 
 USAGE = "usage: python -m api.auth.super_admins {grant|revoke|list} [EMAIL]"

@@ -30,10 +30,8 @@ from litestar import Request, Router, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.audit import audited_change
 from api.auth.deps import SUPER_ADMIN
 from api.auth.identity import Caller
-from api.errors import Conflict, NotFound
 from api.flags.admin_schedules import (
     cancel_schedule,
     create_schedule,
@@ -61,7 +59,9 @@ from api.flags.validation import (
     validate_flag_changes,
     validate_override,
 )
-from api.schema import require_schema_and_strict_body
+from api.platform.db.audit import audited_change
+from api.platform.db.readiness import require_schema_and_strict_body
+from api.platform.http.errors import Conflict, NotFound
 from tables.flags import (
     FeatureFlag,
     FeatureFlagOverride,

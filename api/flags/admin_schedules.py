@@ -13,15 +13,15 @@ from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from api.audit import audited_change
 from api.auth.identity import Caller
-from api.errors import NotFound
 from api.flags.admin_shared import load_flag
 from api.flags.stale import StaleFlag, stale_flags
 from api.flags.validation import (
     validate_schedule,
     validate_schedule_change,
 )
+from api.platform.db.audit import audited_change
+from api.platform.http.errors import NotFound
 from tables.enums import ScheduleStatus
 from tables.flags import (
     FeatureFlagSchedule,

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from api.errors import NotFound
+from api.platform.http.errors import NotFound
 from tables.flags import (
     FeatureFlag,
 )

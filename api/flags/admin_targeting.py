@@ -12,15 +12,15 @@ from litestar import Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from api.audit import audited_change
 from api.auth.identity import Caller
-from api.errors import Conflict, NotFound
 from api.flags.admin_shared import Flag, given_fields, load_flag, read_json
 from api.flags.store import flag_cache
 from api.flags.validation import (
     validate_rule,
     validate_segment,
 )
+from api.platform.db.audit import audited_change
+from api.platform.http.errors import Conflict, NotFound
 from tables.flags import (
     FeatureFlagRule,
     Segment,

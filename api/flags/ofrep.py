@@ -20,7 +20,7 @@ from api.auth.deps import USER_OR_SERVICE, UserOrService
 from api.flags.evaluate import Evaluation
 from api.flags.store import evaluate_one, user_flags
 from api.flags.usage import usage
-from api.responses import EncodedJSON
+from api.platform.http.responses import EncodedJSON
 
 BULK_CACHE_CONTROL = (b"cache-control", b"private, no-cache")
 

@@ -11,11 +11,11 @@ from litestar.params import FromPath, FromQuery
 
 from api.auth.guards import authenticated
 from api.auth.identity import Caller
-from api.errors import NotFound
 from api.flags.store import evaluate_one, user_flags
 from api.flags.usage import usage
 from api.hierarchy.access import can_read_node
-from api.responses import EncodedJSON
+from api.platform.http.errors import NotFound
+from api.platform.http.responses import EncodedJSON
 
 
 class FeatureValue(msgspec.Struct):

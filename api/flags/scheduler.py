@@ -24,11 +24,11 @@ from litestar import Litestar
 from piccolo.columns.combination import WhereRaw
 from piccolo.querystring import QueryString
 
-from api.audit import record_audit
 from api.auth.identity import Caller
-from api.background import running
-from api.db import engine
-from api.schema import DATABASE_ERRORS
+from api.platform.background import running
+from api.platform.db.audit import record_audit
+from api.platform.db.readiness import DATABASE_ERRORS
+from api.platform.db.sql import engine
 from tables.enums import ScheduleAction, ScheduleStatus
 from tables.flags import FeatureFlag, FeatureFlagSchedule
 from tables.users import User

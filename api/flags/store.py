@@ -21,9 +21,6 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from api.bounded_cache import BoundedCache
-from api.db import fetch
-from api.errors import InvalidInput
 from api.flags.conditions import ConditionError, compile_conditions
 from api.flags.evaluate import (
     Evaluation,
@@ -38,7 +35,10 @@ from api.flags.evaluate import (
 )
 from api.flags.usage import VariantSet, usage
 from api.flags.validation import validate_definition, validate_split
-from api.notifications import listener
+from api.platform.cache import BoundedCache
+from api.platform.db.changes import listener
+from api.platform.db.sql import fetch
+from api.platform.http.errors import InvalidInput
 from tables.flags import FeatureFlag, FeatureFlagRule
 from tables.flags import Segment as Segment_
 

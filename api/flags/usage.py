@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 from litestar import Litestar
 
-from api.background import running
-from api.db import fetch
-from api.schema import DATABASE_ERRORS
+from api.platform.background import running
+from api.platform.db.readiness import DATABASE_ERRORS
+from api.platform.db.sql import fetch
 
 logger = logging.getLogger("api.flags.usage")
 

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from api.errors import Conflict
 from api.flags.conditions import ConditionError, compile_conditions
-from api.validation import invalid as _invalid
-from api.validation import validate_expiry, validate_name
+from api.hierarchy.rules import invalid as _invalid
+from api.hierarchy.rules import validate_expiry, validate_name
+from api.platform.http.errors import Conflict
 from tables.enums import FlagType, ScheduleAction, ScheduleStatus
 from tables.flags import (
     BOOLEAN_VARIANTS,

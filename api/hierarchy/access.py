@@ -21,8 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.auth.identity import Caller
-from api.db import fetch
-from api.errors import Forbidden, NotFound
 from api.hierarchy.permissions import (
     Decision,
     HeldRole,
@@ -30,6 +28,8 @@ from api.hierarchy.permissions import (
     decide,
     effective_permissions,
 )
+from api.platform.db.sql import fetch
+from api.platform.http.errors import Forbidden, NotFound
 from tables.enums import Permission, Role
 from tables.users import User
 

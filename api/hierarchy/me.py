@@ -16,11 +16,11 @@ from litestar import Request, Response, get
 
 from api.auth.guards import authenticated
 from api.auth.identity import Caller
-from api.db import fetch
-from api.errors import NotAuthenticated
 from api.hierarchy.me_cache import ME_SECONDS, me_cache
 from api.hierarchy.permissions import HeldRole, PermissionOverride, effective_permissions
-from api.responses import EncodedJSON
+from api.platform.db.sql import fetch
+from api.platform.http.errors import NotAuthenticated
+from api.platform.http.responses import EncodedJSON
 from tables.enums import Permission, Role
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 from api.auth.identity import Caller
-from api.bounded_cache import BoundedCache
-from api.notifications import listener
+from api.platform.cache import BoundedCache
+from api.platform.db.changes import listener
 
 CHANNEL = "me_changed"
 ME_SECONDS = 300.0

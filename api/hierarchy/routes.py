@@ -14,8 +14,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth.identity import Caller
-from api.db import fetch
-from api.errors import NotFound
 from api.hierarchy import service
 from api.hierarchy.access import (
     can_read_node,
@@ -41,7 +39,9 @@ from api.hierarchy.schemas import (
     UserUpdate,
     VisibleUser,
 )
-from api.schema import require_schema_and_strict_body
+from api.platform.db.readiness import require_schema_and_strict_body
+from api.platform.db.sql import fetch
+from api.platform.http.errors import NotFound
 from tables.enums import Permission
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
 from tables.users import User

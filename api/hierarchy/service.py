@@ -19,11 +19,8 @@ import asyncpg
 import msgspec
 from litestar.connection import ASGIConnection
 
-from api.audit import audited_change, record_audit
 from api.auth.identity import Caller
 from api.auth.sessions import end_user_sessions
-from api.db import fetch
-from api.errors import Conflict, Forbidden, NotFound
 from api.hierarchy.access import (
     decisions_at,
     may_manage_users_at,
@@ -32,6 +29,14 @@ from api.hierarchy.access import (
     require_user_within_reach,
 )
 from api.hierarchy.permissions import ROLE_PERMISSIONS
+from api.hierarchy.rules import (
+    invalid,
+    validate_domains,
+    validate_expiry,
+    validate_grant_reason,
+    validate_name,
+    validate_slug,
+)
 from api.hierarchy.schemas import (
     Assignment,
     AssignmentCreate,
@@ -45,14 +50,9 @@ from api.hierarchy.schemas import (
     UserFlags,
     UserUpdate,
 )
-from api.validation import (
-    invalid,
-    validate_domains,
-    validate_expiry,
-    validate_grant_reason,
-    validate_name,
-    validate_slug,
-)
+from api.platform.db.audit import audited_change, record_audit
+from api.platform.db.sql import fetch
+from api.platform.http.errors import Conflict, Forbidden, NotFound
 from tables.enums import NodeLevel, Permission, Role
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
 from tables.users import User

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from api.db import fetch
+from api.platform.db.sql import fetch
 from tests.support.auth import SignedIn, sign_in
 from tests.support.data import make_flag, unique
 from tests.support.processes import AppProcess, start_app

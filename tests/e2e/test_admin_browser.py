@@ -83,7 +83,7 @@ def fx_site(database: str) -> Iterator[Site]:
     with run_server_in_thread() as provider:
         issuer = f"http://localhost:{provider.server_port}"
         subprocess.run(
-            [sys.executable, "-m", "api.demo"],
+            [sys.executable, "-m", "api.ops.demo"],
             cwd=ROOT,
             env=child_env(database, OIDC_ISSUER=issuer),
             check=True,

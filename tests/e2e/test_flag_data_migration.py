@@ -18,7 +18,7 @@ import pytest
 
 from api.auth.sessions import cookie_name, hash_token, new_token
 from api.flags.evaluate import in_rollout
-from api.settings import get_settings
+from api.platform.config import get_settings
 from tests.support.databases import fresh_database
 from tests.support.env import ROOT
 from tests.support.processes import child_env, run_release, start_app

@@ -13,7 +13,7 @@ import pytest
 from oidc_provider_mock import run_server_in_thread
 
 from api.app import create_app
-from api.settings import get_settings
+from api.platform.config import get_settings
 from tests.support.processes import AppProcess, start_app
 
 pytestmark = pytest.mark.e2e

@@ -1,6 +1,6 @@
 """The official OpenFeature OFREP providers, Python and JavaScript, against a real server.
 
-A database of its own holds the demo data (`python -m api.demo`, as `make run` loads it);
+A database of its own holds the demo data (`python -m api.ops.demo`, as `make run` loads it);
 Uma signs in through the real development provider (oidc-provider-mock) over HTTP, and
 both SDKs resolve the demo's typed flags with her session: values of the flag's type, the
 variant's name, the reason and the rule that matched. Asking for the wrong type is the
@@ -62,7 +62,7 @@ def fx_demo() -> Iterator[Demo]:
     with run_server_in_thread() as server:
         issuer = f"http://localhost:{server.server_port}"
         loaded = subprocess.run(
-            [sys.executable, "-m", "api.demo"],
+            [sys.executable, "-m", "api.ops.demo"],
             cwd=ROOT,
             env=child_env(url, OIDC_ISSUER=issuer),
             capture_output=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.schema import known_migrations
+from api.platform.db.readiness import known_migrations
 from tests.support.databases import PrivateServer, fresh_database
 from tests.support.env import ROOT
 from tests.support.pgbouncer import PgBouncer
@@ -188,7 +188,7 @@ def test_bad_configuration_stops_start_up_with_one_line(
 ) -> None:
     env = child_env(fresh_database("marketedge_config"), **{variable: value})
     result = subprocess.run(
-        [sys.executable, "-m", "api.serve"],
+        [sys.executable, "-m", "api.ops.serve"],
         cwd=ROOT,
         env=env,
         capture_output=True,

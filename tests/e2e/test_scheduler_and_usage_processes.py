@@ -13,7 +13,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from api.db import fetch
+from api.platform.db.sql import fetch
 from tables.audit import AuditLog
 from tables.flags import FeatureFlag, FeatureFlagSchedule, FeatureFlagUsage
 from tests.support.auth import make_user, sign_in

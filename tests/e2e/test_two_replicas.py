@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from api.db import fetch
+from api.platform.db.sql import fetch
 from tests.support.auth import sign_in
 from tests.support.data import assign, make_tree, unique
 from tests.support.pgbouncer import PgBouncer

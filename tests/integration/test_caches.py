@@ -11,11 +11,11 @@ import pytest
 
 from api.auth.identity import Caller
 from api.auth.sessions import CACHE_LIMIT, hash_token, load_session, session_cache
-from api.db import fetch
 from api.flags.store import RESULT_LIMIT, UserFlags, flag_cache
 from api.hierarchy.me_cache import ME_LIMIT, me_cache
-from api.notifications import listener
-from api.settings import get_settings
+from api.platform.config import get_settings
+from api.platform.db.changes import listener
+from api.platform.db.sql import fetch
 from tests.support.auth import sign_in
 
 USERS = 100_000

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.db import fetch
-from api.settings import get_settings
+from api.platform.config import get_settings
+from api.platform.db.sql import fetch
 from tests.integration.test_login import callback, start_login
 from tests.integration.test_sessions import SESSION_CHECK, run_cli
 from tests.support.bad_provider import CLIENT_ID, BadProvider, running

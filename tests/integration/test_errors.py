@@ -12,8 +12,8 @@ import pytest
 from litestar import get
 
 from api.app import create_app
-from api.log import JSONFormatter, request_id_var
-from api.settings import get_settings
+from api.platform.config import get_settings
+from api.platform.logging import JSONFormatter, request_id_var
 from tests.support.http import SessionClient
 
 
@@ -118,7 +118,7 @@ def test_json_log_lines_carry_the_request_id() -> None:
 def test_a_broken_statement_is_a_bug_not_an_outage(
     error: Exception, status: int, code: str
 ) -> None:
-    from api.schema import database_error_handler
+    from api.platform.db.readiness import database_error_handler
 
     response = database_error_handler(None, error)  # type: ignore[arg-type]
     assert (response.status_code, response.content["error"]) == (status, code)

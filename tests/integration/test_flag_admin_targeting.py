@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.db import fetch
 from api.flags.store import flag_cache
+from api.platform.db.sql import fetch
 from tests.support.auth import SignedIn, sign_in
 from tests.support.data import flag_override, make_flag, unique
 

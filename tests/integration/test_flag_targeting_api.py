@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.db import fetch
 from api.flags.store import flag_cache
+from api.platform.db.sql import fetch
 from tables.flags import FeatureFlag, FeatureFlagRule, Segment
 from tables.hierarchy import HierarchyNode
 from tests.support.auth import SignedIn, make_user, sign_in

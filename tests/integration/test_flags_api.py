@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from api.db import fetch
 from api.flags.store import flag_cache
+from api.platform.db.sql import fetch
 from tests.support.auth import sign_in
 from tests.support.data import assign, flag_override, make_flag, make_tree, unique
 

@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from api.db import engine, fetch
 from api.hierarchy.access import check_permission
+from api.platform.db.sql import engine, fetch
 from tables.enums import Permission
 from tests.support.auth import SignedIn, make_user, sign_in
 from tests.support.data import assign, make_tree, unique

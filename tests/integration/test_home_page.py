@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from api.db import fetch
 from api.flags.evaluate import bucket
 from api.flags.store import flag_cache
+from api.platform.db.sql import fetch
 from tests.support.auth import SignedIn, sign_in
 from tests.support.data import Tree, assign, flag_override, make_flag, make_tree, unique
 

@@ -17,8 +17,8 @@ import pytest
 
 from api.app import create_app
 from api.auth.oidc import provider_for
-from api.db import fetch
-from api.settings import Settings, get_settings
+from api.platform.config import Settings, get_settings
+from api.platform.db.sql import fetch
 from tests.support.bad_provider import CLIENT_ID, BadProvider, running
 from tests.support.http import SessionClient
 

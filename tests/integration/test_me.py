@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from api.db import fetch
+from api.platform.db.sql import fetch
 from tests.support.auth import sign_in
 from tests.support.data import assign, make_tree
 

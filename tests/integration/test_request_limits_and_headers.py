@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.request_limits import nesting_exceeds
-from api.settings import get_settings
+from api.platform.config import get_settings
+from api.platform.http.limits import nesting_exceeds
 from tests.support.auth import sign_in
 from tests.support.data import make_tree
 from tests.support.http import SessionClient

@@ -13,8 +13,8 @@ import pytest
 from piccolo.apps.migrations.commands.new import AutoMigrationManager
 from piccolo.conf.apps import Finder
 
-from api.db import fetch
-from api.schema import check_schema, known_migrations
+from api.platform.db.readiness import check_schema, known_migrations
+from api.platform.db.sql import fetch
 from tables.enums import NodeLevel, Permission, Role
 from tables.piccolo_app import APP_CONFIG, APP_NAME
 from tests.support.auth import make_user
@@ -246,7 +246,7 @@ def test_migrations_are_excluded_from_nothing_but_lint() -> None:
         [
             sys.executable,
             "-c",
-            "from api.schema import known_migrations; print(len(known_migrations()))",
+            "from api.platform.db.readiness import known_migrations; print(len(known_migrations()))",
         ],
         cwd=ROOT,
         capture_output=True,

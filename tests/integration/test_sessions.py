@@ -14,8 +14,8 @@ import pytest
 
 from api.app import create_app
 from api.auth import rate_limit
-from api.db import fetch
-from api.settings import Settings, get_settings
+from api.platform.config import Settings, get_settings
+from api.platform.db.sql import fetch
 from tests.integration.test_login import callback, start_login
 from tests.support.auth import make_user, sign_in
 from tests.support.bad_provider import CLIENT_ID, BadProvider, running
@@ -82,7 +82,7 @@ async def test_deactivation_by_any_writer_ends_sessions_for_good(client: httpx.A
 
 
 async def test_demotion_switches_off_the_admin_mirror_and_promotion_back_on() -> None:
-    from api.admin.bridge import admin_user_id
+    from api.admin_ui.bridge import admin_user_id
 
     user_id = await make_user(super_admin=True)
     admin_id = await admin_user_id(user_id, None)
@@ -244,7 +244,7 @@ async def test_auth_endpoints_are_rate_limited_per_client_ip(
 def test_forwarded_for_is_trusted_only_from_configured_proxies() -> None:
     from types import SimpleNamespace
 
-    from api.client_ip import client_ip
+    from api.platform.http.client_ip import client_ip
 
     def conn(peer: str, forwarded: str) -> object:
         return SimpleNamespace(

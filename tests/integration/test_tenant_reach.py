@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from api.db import fetch
+from api.platform.db.sql import fetch
 from tests.integration.test_hierarchy_api import H, member_at, post
 from tests.support.auth import SignedIn, sign_in
 from tests.support.data import Tree, assign, make_tree

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from api.auth.sessions import cookie_name, start_session
-from api.settings import get_settings
+from api.platform.config import get_settings
 from tables.users import User
 
 _counter = itertools.count()

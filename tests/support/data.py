@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from api.db import fetch
+from api.platform.db.sql import fetch
 
 
 def unique(prefix: str) -> str:

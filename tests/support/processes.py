@@ -30,7 +30,7 @@ def child_env(database_url: str, **overrides: str) -> dict[str, str]:
 
 def run_release(database_url: str, **overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.release"],
+        [sys.executable, "-m", "api.ops.release"],
         cwd=ROOT,
         env=child_env(database_url, **overrides),
         capture_output=True,
@@ -57,12 +57,12 @@ class AppProcess:
 def start_app(
     database_url: str, env: Mapping[str, str] | None = None, timeout: float = 30
 ) -> AppProcess:
-    """Start `python -m api.serve` (the Procfile's web command) and wait for liveness."""
+    """Start `python -m api.ops.serve` (the Procfile's web command) and wait for liveness."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     settings = {"HOST": "127.0.0.1", "PORT": str(port), "PUBLIC_URL": base_url, **dict(env or {})}
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.serve"],
+        [sys.executable, "-m", "api.ops.serve"],
         cwd=ROOT,
         env=child_env(database_url, **settings),
         stdout=subprocess.DEVNULL,

@@ -30,7 +30,7 @@ def main() -> None:
     from oidc_provider_mock import run_server_in_thread
     from playwright.sync_api import sync_playwright
 
-    from api.demo import PROVIDER_USERS
+    from api.ops.demo import PROVIDER_USERS
     from tests.support.databases import fresh_database
     from tests.support.processes import child_env, run_release, start_app
 
@@ -40,7 +40,7 @@ def main() -> None:
     with run_server_in_thread() as provider:
         issuer = f"http://localhost:{provider.server_port}"
         env = child_env(database, OIDC_ISSUER=issuer)
-        subprocess.run([sys.executable, "-m", "api.demo"], cwd=ROOT, env=env, check=True)
+        subprocess.run([sys.executable, "-m", "api.ops.demo"], cwd=ROOT, env=env, check=True)
         for claims in PROVIDER_USERS:  # verified e-mails and names, as `make run` has them
             profile = {k: v for k, v in claims.items() if k != "sub"}
             httpx.put(f"{issuer}/users/{claims['sub']}", json=profile, timeout=5)

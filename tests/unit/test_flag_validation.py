@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from api.errors import Conflict, InvalidInput
 from api.flags.validation import (
     override_variant,
     validate_definition,
@@ -18,6 +17,7 @@ from api.flags.validation import (
     validate_schedule,
     validate_schedule_change,
 )
+from api.platform.http.errors import Conflict, InvalidInput
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SIZES = {"small": 1, "large": 3}

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from api.flags.evaluate import Evaluation, Reason
-from api.pages import explain, percent
+from api.web.pages import explain, percent
 
 PATHS = {1: "Acme Retail", 10: "Acme Retail / Paris"}
 NODE_10 = {"override": "node", "nodeId": 10}

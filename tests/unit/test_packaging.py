@@ -28,7 +28,7 @@ def dockerfile_cmd() -> str:
 
 
 def test_procfile_has_a_release_and_a_web_process() -> None:
-    assert procfile() == {"release": "python -m api.release", "web": "python -m api.serve"}
+    assert procfile() == {"release": "python -m api.ops.release", "web": "python -m api.ops.serve"}
 
 
 def test_the_image_runs_the_procfile_web_command() -> None:

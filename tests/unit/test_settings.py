@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from api.settings import SettingsError, load_settings
+from api.platform.config import SettingsError, load_settings
 
 BASE = {
     "PUBLIC_URL": "https://api.example.com",

@@ -1,0 +1,1 @@
+"""Entry points run by operators and the platform: serve, release, dev, demo."""

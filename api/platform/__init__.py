@@ -1,0 +1,1 @@
+"""Cross-cutting code: configuration, logging, HTTP plumbing, the database. Imports no domain."""

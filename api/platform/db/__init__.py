@@ -1,0 +1,1 @@
+"""The database: engine and raw SQL, readiness, change notices, audit plumbing."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing every route shares: errors, strict bodies, limits, headers, ids, OpenAPI."""
