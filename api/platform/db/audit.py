@@ -18,7 +18,8 @@ import msgspec
 from litestar.connection import ASGIConnection
 
 from api.platform.config import settings_of
-from api.platform.db.sql import engine, fetch
+from api.platform.db.changes import change_transaction
+from api.platform.db.sql import fetch
 from api.platform.http.client_ip import client_ip
 from api.platform.logging import current_request_id
 from tables.audit import AuditLog
@@ -135,7 +136,7 @@ async def audited_change(
     write decides it, `skip` when nothing changed); the record is written as it ends.
     """
     change = AuditedChange(resource_id, before)
-    async with engine().transaction():
+    async with change_transaction():
         yield change
         if change.skip:
             return

@@ -6,6 +6,12 @@ renamed, and `me_changed` (payload: a user id, or empty for "everyone") when wha
 describes changes. Caches may only trust themselves while `listener.connected` is true: if
 the connection drops they fall back to the database until it is back.
 
+One change mechanism: a write announces what it changed (`announce`, inside
+`change_transaction`), and the writer's own process applies it to its caches at commit,
+before it answers (read-your-writes, logout and demotion included); the database's triggers
+NOTIFY the same channels, which reach every other replica (and psql's writes) through the
+listener. Both paths call the same callbacks.
+
 The listener needs a session of its own, so it connects to `DATABASE_DIRECT_URL` when set
 (LISTEN does not work through a transaction-pooling PgBouncer), else to `DATABASE_URL`.
 """
@@ -17,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
@@ -41,6 +48,11 @@ class Listener:
         """`callback(payload)` on every notice; `callback(None)` when notices may have been
         lost (the connection came up or went down), meaning "anything may have changed"."""
         self._callbacks.setdefault(channel, []).append(callback)
+
+    def deliver(self, channel: str, payload: str | None) -> None:
+        """Apply a change to this process's caches now, exactly as its NOTIFY would."""
+        for callback in self._callbacks.get(channel, ()):
+            callback(payload)
 
     def _fire_all(self) -> None:
         for callbacks in self._callbacks.values():
@@ -87,6 +99,41 @@ class Listener:
 
 
 listener = Listener()
+
+_announced: ContextVar[list[tuple[str, str | None]] | None] = ContextVar(
+    "announced_changes", default=None
+)
+
+
+def announce(channel: str, payload: str | None = None) -> None:
+    """This transaction changed what `channel`'s caches hold (`payload` as its trigger sends
+    it, None for "anything"): applied here when the enclosing `change_transaction` commits,
+    at once outside one (the write has then committed already)."""
+    pending = _announced.get()
+    if pending is None:
+        listener.deliver(channel, payload)
+    elif (channel, payload) not in pending:
+        pending.append((channel, payload))
+
+
+@asynccontextmanager
+async def change_transaction() -> AsyncIterator[None]:
+    """A write transaction whose announced changes reach this process's caches after it
+    commits and before the block's caller goes on; nothing is applied on a rollback. Nested,
+    it joins the outer one, which applies everything at its commit."""
+    if _announced.get() is not None:
+        async with engine().transaction():
+            yield
+        return
+    pending: list[tuple[str, str | None]] = []
+    token = _announced.set(pending)
+    try:
+        async with engine().transaction():
+            yield
+    finally:
+        _announced.reset(token)
+    for channel, payload in pending:
+        listener.deliver(channel, payload)
 
 
 @asynccontextmanager
