@@ -27,7 +27,7 @@ from piccolo_api.crud.hooks import Hook, HookType
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from api.flags.validation import (
+from api.flags.rules import (
     require_current_version,
     require_variants_unused,
     validate_flag_changes,

@@ -51,14 +51,14 @@ from api.flags.admin_targeting import (
     update_rule,
     update_segment,
 )
-from api.flags.store import flag_cache
-from api.flags.validation import (
+from api.flags.rules import (
     override_variant,
     require_current_version,
     require_variants_unused,
     validate_flag_changes,
     validate_override,
 )
+from api.flags.store import flag_cache
 from api.platform.db.audit import audited_change
 from api.platform.db.readiness import require_schema_and_strict_body
 from api.platform.http.errors import Conflict, NotFound

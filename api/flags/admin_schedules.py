@@ -15,11 +15,11 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth.identity import Caller
 from api.flags.admin_shared import load_flag
-from api.flags.stale import StaleFlag, stale_flags
-from api.flags.validation import (
+from api.flags.rules import (
     validate_schedule,
     validate_schedule_change,
 )
+from api.flags.stale import StaleFlag, stale_flags
 from api.platform.db.audit import audited_change
 from api.platform.http.errors import NotFound
 from tables.enums import ScheduleStatus

@@ -14,11 +14,11 @@ from litestar.params import FromPath, JSONBody
 
 from api.auth.identity import Caller
 from api.flags.admin_shared import Flag, given_fields, load_flag, read_json
-from api.flags.store import flag_cache
-from api.flags.validation import (
+from api.flags.rules import (
     validate_rule,
     validate_segment,
 )
+from api.flags.store import flag_cache
 from api.platform.db.audit import audited_change
 from api.platform.http.errors import Conflict, NotFound
 from tables.flags import (

@@ -33,8 +33,8 @@ from api.flags.evaluate import (
     Split,
     evaluate_flag,
 )
+from api.flags.rules import validate_definition, validate_split
 from api.flags.usage import VariantSet, usage
-from api.flags.validation import validate_definition, validate_split
 from api.platform.cache import BoundedCache
 from api.platform.db.changes import listener
 from api.platform.db.sql import fetch

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.flags.validation import (
+from api.flags.rules import (
     override_variant,
     validate_definition,
     validate_flag_changes,
