@@ -27,6 +27,7 @@ from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from api.admin_ui.bridge import admin_user_id
 from api.admin_ui.config import build_admin
+from api.admin_ui.write_hooks import AdminWriter, admin_writer
 from api.auth.guards import UNSAFE_METHODS, check_csrf
 from api.auth.identification import identify
 from api.auth.identity import Caller
@@ -35,7 +36,7 @@ from api.auth.routes import provider_logout_url
 from api.auth.sessions import cookie_name, end_session, session_id_token
 from api.platform.config import Settings, settings_of
 from api.platform.db.audit import act_as
-from api.platform.db.sql import engine
+from api.platform.db.changes import change_transaction
 from api.platform.http.errors import Forbidden, error_body
 
 _admin: Any = None
@@ -48,6 +49,10 @@ FORBIDDEN_PAGE = (
     b"<p>You are signed in, but the admin is for platform super-admins.</p>"
     b"<p><a href='/'>Back to MarketEdge</a></p></body></html>"
 )
+
+
+class _Refused(Exception):
+    """The admin refused a write: its transaction must roll back."""
 
 
 def admin_app() -> Any:
@@ -207,12 +212,17 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
         async def hold(message: Message) -> None:
             held.append(message)
 
-        async with engine().transaction() as transaction:
-            await act_as(caller, connection)
-            await admin_app()(inner, receive, hold)
-            refused = any(m["type"] == "http.response.start" and m["status"] >= 400 for m in held)
-            if refused:  # e.g. a constraint the admin reported: nothing of it may stay
-                await transaction.rollback()  # type: ignore[no-untyped-call]
+        writer = admin_writer.set(AdminWriter(caller, connection))
+        try:
+            async with change_transaction():
+                await act_as(caller, connection)
+                await admin_app()(inner, receive, hold)
+                if any(m["type"] == "http.response.start" and m["status"] >= 400 for m in held):
+                    raise _Refused  # e.g. a constraint the admin reported: nothing may stay
+        except _Refused:
+            pass  # rolled back, and nothing announced; the admin's answer says why
+        finally:
+            admin_writer.reset(writer)
         for message in held:
             await send(message)
         return

@@ -9,6 +9,13 @@ value really changed; a changed field outside that set is refused with a sentenc
 written. The changed values then go through the same validation as the REST API, and the
 actor columns (`created_by_id`, ...) are set from the signed-in super-admin, never from the
 form. Errors answer 422 in the shape the admin shows next to the form: "Field - sentence".
+
+A table whose domain has a service (`ServiceWrites`) is written by that service, the one
+write path the REST API uses too: the hook hands it what changed, and Piccolo's own write
+that follows is a no-op (`AlreadyWritten` for a new row, the bare primary key for an update,
+which the database's triggers ignore as changing nothing). A save that changes nothing
+writes nothing. A table with a `version` keeps optimistic concurrency: a save without one,
+or built on an older row, is refused.
 """
 
 from __future__ import annotations
@@ -16,19 +23,21 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
+from litestar.connection import ASGIConnection
 from piccolo.columns import JSON
 from piccolo.table import Table
 from piccolo_api.crud.hooks import Hook, HookType
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from api.auth.identity import Caller
 from api.flags.rules import (
-    require_current_version,
     require_variants_unused,
     validate_flag_changes,
     validate_override,
@@ -49,6 +58,60 @@ from api.platform.http.errors import AppError, InvalidInput
 from tables.flags import FeatureFlag
 
 Values = dict[str, Any]
+STALE_SAVE = "changed by someone else since you opened it; reload"
+"""The one sentence for a save built on an old row, or on none."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminWriter:
+    """The super-admin behind an admin write, and the request, for the services' audit."""
+
+    caller: Caller
+    connection: ASGIConnection[Any, Any, Any, Any]
+
+
+admin_writer: ContextVar[AdminWriter | None] = ContextVar("admin_writer", default=None)
+"""Set by the admin mount around each write it passes to Piccolo Admin."""
+
+
+class ServiceWrites(Protocol):
+    """A domain service's writes, as the admin's hooks call them: each validates, locks,
+    compares the version, writes only what changed, audits and announces, like a REST call.
+    Refusals are `AppError`s naming their field in `extra["field"]`."""
+
+    async def create(self, values: Values, writer: AdminWriter) -> Any:
+        """Insert the row; its primary key."""
+
+    async def update(
+        self, row_id: Any, changes: Values, version: int | None, writer: AdminWriter
+    ) -> None:
+        """Apply `changes` (only fields whose value differs) to the row."""
+
+    async def delete(self, row_id: Any, writer: AdminWriter) -> None:
+        """Delete (or refuse to delete) the row."""
+
+
+class AlreadyWritten:
+    """What a pre-save hook hands back when the service inserted the row itself: Piccolo
+    Admin then calls `save().run()`, which must only report the new row's id."""
+
+    def __init__(self, primary_key: str, row_id: Any) -> None:
+        self._answer = [{primary_key: row_id}]
+
+    def save(self) -> AlreadyWritten:
+        return self
+
+    async def run(self) -> list[dict[str, Any]]:
+        return self._answer
+
+
+def current_writer() -> AdminWriter:
+    writer = admin_writer.get()
+    if writer is None:  # only the mount runs the admin, and it always sets one
+        raise HTTPException(status_code=403, detail="Writes go through the admin mount")
+    return writer
+
+
 Check = Callable[[Values, Values, Values | None], Awaitable[None] | None]
 """(changes, the row as it will be stored, the row before or None for a new one): raises
 an AppError, or cleans `changes` in place."""
@@ -114,6 +177,15 @@ class WriteRules:
     optimistic_version: bool = False
     updatable: frozenset[str] | None = None
     """What may change after creation, when less than `editable`."""
+    service: ServiceWrites | None = None
+    """The domain's writes; without one the hook checks and Piccolo writes."""
+
+    async def _via_service(self, write: Awaitable[Any]) -> Any:
+        try:
+            return await write
+        except AppError as error:
+            name = str((error.extra or {}).get("field", "")) or "value"
+            raise field_error(self.table, name, error.detail, error.status_code) from None
 
     async def _checked(self, changes: Values, row: Values, current: Values | None) -> None:
         try:
@@ -150,11 +222,10 @@ class WriteRules:
         current = {name: _decoded(self.table, name, value) for name, value in current.items()}
         sent = {name: _decoded(self.table, name, value) for name, value in sent.items()}
         editable = self.editable if self.updatable is None else self.updatable
-        if self.optimistic_version and "version" in sent:
-            try:
-                require_current_version(current["version"], sent["version"])
-            except AppError as stale:
-                raise field_error(self.table, "version", stale.detail, stale.status_code) from None
+        if self.optimistic_version:
+            if not _same(current["version"], sent.get("version")):
+                raise field_error(self.table, "version", STALE_SAVE, 409)
+            sent.pop("version")
         changes: Values = {}
         for name, value in sent.items():
             if _same(current[name], value):
@@ -164,12 +235,17 @@ class WriteRules:
                     continue  # owned by the database; its triggers keep it
                 raise field_error(self.table, name, "cannot be changed here")
             changes[name] = value
+        unchanged = {self.table._meta.primary_key: row_id}  # Piccolo's write is then a no-op
+        if not changes:
+            return unchanged
+        if self.service is not None:
+            version = current["version"] if self.optimistic_version else None
+            await self._via_service(self.service.update(row_id, changes, version, current_writer()))
+            return unchanged
         await self._checked(changes, {**current, **changes}, current)
         actor = await _actor_id(self.table)
         for name in self.actor_on_update:
             changes[name] = actor
-        if not changes:  # nothing changed: a no-op write (which the audit ignores)
-            return {self.table._meta.primary_key: row_id}
         return self._stored(changes)
 
     async def before_insert(self, row: Table, request: Request) -> Table:
@@ -188,16 +264,24 @@ class WriteRules:
             )
             if chosen:
                 raise field_error(self.table, name, "cannot be set here")
+        if self.service is not None:
+            row_id = await self._via_service(self.service.create(values, current_writer()))
+            return AlreadyWritten(self.table._meta.primary_key._meta.name, row_id)  # type: ignore[return-value]
         await self._checked(values, values, None)
         actor = await _actor_id(self.table)
         for name in self.actor_on_insert:
             values[name] = actor
         return self.table(**{column._meta.name: v for column, v in self._stored(values).items()})
 
+    async def before_delete(self, row_id: Any, request: Request) -> None:
+        if self.service is not None:
+            await self._via_service(self.service.delete(row_id, current_writer()))
+
     def hooks(self) -> list[Hook]:
         return [
             Hook(hook_type=HookType.pre_save, callable=self.before_insert),
             Hook(hook_type=HookType.pre_patch, callable=self.before_patch),
+            Hook(hook_type=HookType.pre_delete, callable=self.before_delete),
         ]
 
 

@@ -100,7 +100,7 @@ async def test_admin_flag_edit_is_validated_stored_and_audited_with_the_actor(
     with admin_client(server, admin) as client:
         bad = client.patch(
             f"/admin/api/tables/feature_flags/{flag['id']}/",
-            json={"rollout_percentage": 150},
+            json={"rollout_percentage": 150, "version": flag["version"]},
             headers=csrf(client),
         )
         assert bad.status_code == 422, bad.text
@@ -119,7 +119,7 @@ async def test_admin_flag_edit_is_validated_stored_and_audited_with_the_actor(
         assert put.status_code == 405
         good = client.patch(
             f"/admin/api/tables/feature_flags/{flag['id']}/",
-            json={"enabled": False},
+            json={"enabled": False, "version": flag["version"]},
             headers=csrf(client),
         )
         assert good.status_code == 200, good.text
@@ -312,7 +312,9 @@ async def test_the_admins_former_500s_are_clear_4xx(server: AppProcess) -> None:
     flag = (await fetch("SELECT id FROM feature_flags WHERE key = $1", key))[0]["id"]
     with admin_client(server, admin) as client:
         new_id = client.patch(
-            f"/admin/api/tables/feature_flags/{flag}/", json={"id": 99}, headers=csrf(client)
+            f"/admin/api/tables/feature_flags/{flag}/",
+            json={"id": 99, "version": 1},
+            headers=csrf(client),
         )
         assert new_id.status_code == 422, new_id.text
         assert new_id.json()["detail"][0]["msg"] == "cannot be changed here"
@@ -334,7 +336,7 @@ async def test_fields_the_admin_does_not_edit_are_refused_not_written(server: Ap
     flag = (await fetch("SELECT id, created_by_id FROM feature_flags WHERE key = $1", key))[0]
     with admin_client(server, admin) as client:
         for table, row, body in (
-            ("feature_flags", flag["id"], {"created_by_id": other.user_id}),
+            ("feature_flags", flag["id"], {"created_by_id": other.user_id, "version": 1}),
             ("users", other.user_id, {"is_super_admin": True}),
             ("users", other.user_id, {"email": "someone-else@example.com"}),
         ):
@@ -561,7 +563,7 @@ async def test_admin_flag_variants_are_typed_and_a_named_one_stays(server: AppPr
         assert override.status_code == 201, override.text
         half = client.patch(
             f"/admin/api/tables/feature_flags/{flag}/",
-            json={"variants": '{"small": 1.5, "large": 3}'},
+            json={"variants": '{"small": 1.5, "large": 3}', "version": 1},
             headers=csrf(client),
         )
         assert detail(half) == (
@@ -570,7 +572,7 @@ async def test_admin_flag_variants_are_typed_and_a_named_one_stays(server: AppPr
         )
         removed = client.patch(
             f"/admin/api/tables/feature_flags/{flag}/",
-            json={"variants": '{"large": 3, "tiny": 0}', "off_variant": "tiny"},
+            json={"variants": '{"large": 3, "tiny": 0}', "off_variant": "tiny", "version": 1},
             headers=csrf(client),
         )
         assert detail(removed) == (
