@@ -6,17 +6,20 @@ An organization tree (each organisation with a `plan` setting), users with diffe
 organisation's plan, a JSON flag with a rule on a segment, a float flag, a flag with a rule
 on an OFREP context attribute, and a pending scheduled change. Users are tied to the
 development provider's subjects, so typing the subject in its login form signs in as them.
+
+It needs the database and `OIDC_ISSUER` (the issuer those users are keyed to), nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from api.platform.config import load_settings
+from api.platform.config import SettingsError, load_database_settings, load_oidc_issuer
 from api.platform.db.sql import engine
 from tables.flags import (
     FeatureFlag,
@@ -262,11 +265,18 @@ async def _flag_id(key: str) -> int:
 
 
 def main() -> None:
+    try:
+        load_database_settings()
+        issuer = load_oidc_issuer()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
     async def run() -> None:
         db = engine()
         await db.start_connection_pool(min_size=0, max_size=2)
         try:
-            await load_demo_data(load_settings().oidc_issuer)
+            await load_demo_data(issuer)
         finally:
             await db.close_connection_pool()
 

@@ -7,6 +7,10 @@ schema is at least as new as this code.
 The lock is a session-level feature, so its connection goes to `DATABASE_DIRECT_URL` when
 set (a transaction-pooling PgBouncer would hand the session to another client); the
 migrations themselves run through `DATABASE_URL`, the pooler.
+
+It reads the database settings and nothing else: a migration job (Render's pre-deploy
+command, a Kubernetes Job, a CI step) holds the database secret alone, never the web's
+OIDC client secret.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sys
 
 import asyncpg
 
-from api.platform.config import SettingsError, get_settings
+from api.platform.config import DatabaseSettings, SettingsError, load_database_settings
 from api.platform.logging import configure_logging
 
 logger = logging.getLogger("api.ops.release")
@@ -27,16 +31,16 @@ RELEASE_LOCK_KEY = 0x6D6B656467726576
 LOCK_WAIT = "15min"
 
 
-async def run_release() -> bool:
+async def run_release(database: DatabaseSettings | None = None) -> bool:
     """Take the release lock, run every pending migration, report success."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
     from api.platform.db.sql import engine, use_transaction_pooler
 
-    settings = get_settings()
-    if settings.through_pooler:
+    database = database or load_database_settings()
+    if database.through_pooler:
         use_transaction_pooler(engine().config)
-    dsn = settings.database_direct_url or engine().config["dsn"]
+    dsn = database.database_direct_url or engine().config["dsn"]
     lock_connection = await asyncpg.connect(
         dsn, timeout=10, server_settings={"lock_timeout": LOCK_WAIT}
     )
@@ -66,12 +70,12 @@ async def run_release() -> bool:
 def main() -> None:
     configure_logging(json_lines=False)
     try:
-        get_settings()
+        database = load_database_settings()
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        ok = asyncio.run(run_release())
+        ok = asyncio.run(run_release(database))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         logger.error("release failed: %s: %s", type(exc).__name__, exc)
         sys.exit(1)

@@ -171,12 +171,27 @@ def _log_level(env: Mapping[str, str]) -> str:
     return level
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the configuration; raises `SettingsError` on the first problem."""
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """The part of the configuration every process needs: where the database is. The release
+    step and the command-line tools load only this, so they hold no web or OIDC secret."""
+
+    database_url: str | None
+    """Postgres URL; `None` selects the embedded development/test server."""
+    database_direct_url: str | None = None
+    """A direct (unpooled) Postgres URL for session-level features (see `Settings`)."""
+    db_pool_size: int = 10
+    """Most connections this process opens to `DATABASE_URL`."""
+
+    @property
+    def through_pooler(self) -> bool:
+        """`DATABASE_URL` leads to a transaction pooler (a direct URL is configured)."""
+        return self.database_direct_url is not None
+
+
+def load_database_settings(env: Mapping[str, str] | None = None) -> DatabaseSettings:
+    """`DATABASE_URL`, `DATABASE_DIRECT_URL` and `DB_POOL_SIZE`, validated; nothing else is read."""
     env = os.environ if env is None else env
-    environment = env.get("APP_ENV", "production").strip() or "production"
-    if environment not in ("development", "production"):
-        raise SettingsError(f"APP_ENV: {environment!r} must be 'development' or 'production'")
     database_url = _optional(env, "DATABASE_URL")
     if database_url and urlsplit(database_url).scheme not in ("postgres", "postgresql"):
         raise SettingsError("DATABASE_URL: must be a postgres:// or postgresql:// URL")
@@ -189,6 +204,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             "DATABASE_URL is required (the embedded Postgres is for development and not installed)"
         )
+    return DatabaseSettings(
+        database_url=database_url,
+        database_direct_url=direct_url,
+        db_pool_size=_positive_int(env, "DB_POOL_SIZE", 10),
+    )
+
+
+def load_oidc_issuer(env: Mapping[str, str] | None = None) -> str:
+    """`OIDC_ISSUER` alone, for a process that keys users to the provider without talking to
+    it (the demo data): it needs no client id, secret or public URL."""
+    return _url(os.environ if env is None else env, "OIDC_ISSUER")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the configuration; raises `SettingsError` on the first problem."""
+    env = os.environ if env is None else env
+    environment = env.get("APP_ENV", "production").strip() or "production"
+    if environment not in ("development", "production"):
+        raise SettingsError(f"APP_ENV: {environment!r} must be 'development' or 'production'")
+    database = load_database_settings(env)
     public_url = _url(env, "PUBLIC_URL").rstrip("/")
     samesite = (env.get("SESSION_COOKIE_SAMESITE", "").strip() or "lax").lower()
     if samesite not in ("lax", "strict", "none"):
@@ -203,8 +238,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     return Settings(
         environment=environment,  # type: ignore[arg-type]
-        database_url=database_url,
-        oidc_issuer=_url(env, "OIDC_ISSUER"),
+        database_url=database.database_url,
+        oidc_issuer=load_oidc_issuer(env),
         oidc_client_id=_required(env, "OIDC_CLIENT_ID"),
         oidc_client_secret=_required(env, "OIDC_CLIENT_SECRET"),
         oidc_audience=_optional(env, "OIDC_AUDIENCE"),
@@ -217,9 +252,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         max_request_body_bytes=_positive_int(env, "MAX_REQUEST_BODY_BYTES", 1_048_576),
         max_json_depth=_positive_int(env, "MAX_JSON_DEPTH", 32),
-        database_direct_url=direct_url,
+        database_direct_url=database.database_direct_url,
         auth_rate_limit_per_minute=_positive_int(env, "AUTH_RATE_LIMIT_PER_MINUTE", 60),
-        db_pool_size=_positive_int(env, "DB_POOL_SIZE", 10),
+        db_pool_size=database.db_pool_size,
         log_level=_log_level(env),
         host=env.get("HOST", "").strip() or "0.0.0.0",  # noqa: S104
         port=_positive_int(env, "PORT", 8000),

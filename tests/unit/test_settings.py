@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from api.platform.config import SettingsError, load_settings
+from api.platform.config import SettingsError, load_database_settings, load_settings
 
 BASE = {
     "PUBLIC_URL": "https://api.example.com",
@@ -85,3 +85,45 @@ def test_request_limits_have_defaults_and_come_from_the_environment() -> None:
     assert (tuned.max_request_body_bytes, tuned.max_json_depth) == (2048, 8)
     with pytest.raises(SettingsError, match="MAX_JSON_DEPTH"):
         load_settings({**BASE, "MAX_JSON_DEPTH": "0"})
+
+
+def test_database_settings_need_only_the_database_url() -> None:
+    database = load_database_settings({"DATABASE_URL": BASE["DATABASE_URL"]})
+    assert database.database_url == BASE["DATABASE_URL"]
+    assert (database.database_direct_url, database.db_pool_size) == (None, 10)
+    assert not database.through_pooler
+
+
+def test_database_settings_behind_a_pooler_keep_the_direct_url() -> None:
+    database = load_database_settings(
+        {
+            "DATABASE_URL": "postgresql://u:p@pgbouncer:6432/marketedge",
+            "DATABASE_DIRECT_URL": BASE["DATABASE_URL"],
+            "DB_POOL_SIZE": "4",
+        }
+    )
+    assert database.through_pooler
+    assert (database.database_direct_url, database.db_pool_size) == (BASE["DATABASE_URL"], 4)
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"DATABASE_DIRECT_URL": BASE["DATABASE_URL"]}, "DATABASE_DIRECT_URL"),
+        ({"DATABASE_URL": BASE["DATABASE_URL"], "DB_POOL_SIZE": "0"}, "DB_POOL_SIZE"),
+    ],
+)
+def test_bad_database_settings_name_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError, match=names):
+        load_database_settings(env)
+
+
+def test_full_settings_carry_the_same_database_settings() -> None:
+    settings = load_settings({**BASE, "DATABASE_DIRECT_URL": BASE["DATABASE_URL"]})
+    database = load_database_settings({**BASE, "DATABASE_DIRECT_URL": BASE["DATABASE_URL"]})
+    assert (settings.database_url, settings.database_direct_url, settings.db_pool_size) == (
+        database.database_url,
+        database.database_direct_url,
+        database.db_pool_size,
+    )
