@@ -95,8 +95,8 @@ class Server:
             "warning",
             "--loop",
             "uvloop",
-            "--http",
-            "httptools",
+            "--http",  # the production server's protocol: httptools plus our limits
+            "api.platform.http.server_protocol:BoundedHttpToolsProtocol",
         ]
         environment = {**os.environ, **BENCH_ENV, "DATABASE_URL": database_url, **env}
         self.process = subprocess.Popen(command, cwd=ROOT, env=environment)

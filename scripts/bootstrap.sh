@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up for the two README commands: uv in .tools/, the locked virtualenv in
-# .venv/, and with --browser Debian's Chromium, PgBouncer and Node.js for the tests (plus the
+# .venv/, and with --browser Debian's Chromium, PgBouncer, nginx and Node.js for the tests (plus the
 # official OpenFeature JavaScript SDK, locked in tests/js/). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,11 +14,13 @@ if [ ! -x .tools/bin/uv ] || [ "$(.tools/bin/uv --version | cut -d' ' -f2)" != "
 fi
 .tools/bin/uv sync --frozen --quiet --python "$PYTHON"
 
-# The test suite drives Chromium and runs replicas and the release step through PgBouncer.
+# The test suite drives Chromium, runs replicas and the release step through PgBouncer, and
+# the web process behind nginx.
 if [ "${1:-}" = "--browser" ]; then
   MISSING=""
   command -v chromium >/dev/null 2>&1 || MISSING="$MISSING chromium"
   [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || MISSING="$MISSING pgbouncer"
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || MISSING="$MISSING nginx"
   command -v npm >/dev/null 2>&1 || MISSING="$MISSING nodejs npm"
   if [ -n "$MISSING" ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

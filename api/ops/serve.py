@@ -1,4 +1,9 @@
-"""The `web:` process: validate configuration, then serve on $PORT with uvicorn."""
+"""The `web:` process: validate configuration, then serve on $PORT with uvicorn.
+
+The HTTP protocol is httptools with our limits on header size and time, body idle time,
+keep-alive and connections (`api/platform/http/server_protocol.py`); what only the proxy in
+front can bound is listed in the README's deployment section.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import sys
 import uvicorn
 
 from api.platform.config import SettingsError, load_settings
+from api.platform.http.server_protocol import BoundedHttpToolsProtocol
 
 
 def main() -> None:
@@ -22,7 +28,7 @@ def main() -> None:
         port=settings.port,
         workers=settings.web_concurrency,
         loop="uvloop",  # both come with uvicorn[standard]; named so "auto" cannot fall back
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
         proxy_headers=False,  # the client IP is decided by TRUSTED_PROXIES, not uvicorn
         access_log=False,
         server_header=False,

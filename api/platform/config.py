@@ -80,6 +80,16 @@ class Settings:
     """Seconds between two looks for due scheduled flag changes (every process looks)."""
     usage_flush_seconds: float = 10.0
     """Seconds between two writes of this process's counted flag evaluations."""
+    max_header_bytes: int = 16_384
+    """A request line plus headers larger than this is refused with 431 (browsers send ~1 KiB)."""
+    header_timeout_seconds: float = 10.0
+    """A request whose line and headers take longer than this to arrive gets 408 and is closed."""
+    body_timeout_seconds: float = 15.0
+    """A connection whose request body stops arriving for this long is closed."""
+    keep_alive_seconds: float = 5.0
+    """An idle keep-alive connection is closed after this long."""
+    max_connections: int = 1_000
+    """Connections (or running requests) served at once per process; beyond, 503 + Retry-After."""
 
     @property
     def through_pooler(self) -> bool:
@@ -261,6 +271,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_concurrency=_positive_int(env, "WEB_CONCURRENCY", 1),
         scheduler_interval=_positive_seconds(env, "SCHEDULER_INTERVAL", 5.0),
         usage_flush_seconds=_positive_seconds(env, "USAGE_FLUSH_SECONDS", 10.0),
+        max_header_bytes=_positive_int(env, "MAX_HEADER_BYTES", 16_384),
+        header_timeout_seconds=_positive_seconds(env, "HEADER_TIMEOUT_SECONDS", 10.0),
+        body_timeout_seconds=_positive_seconds(env, "BODY_TIMEOUT_SECONDS", 15.0),
+        keep_alive_seconds=_positive_seconds(env, "KEEP_ALIVE_SECONDS", 5.0),
+        max_connections=_positive_int(env, "MAX_CONNECTIONS", 1_000),
     )
 
 

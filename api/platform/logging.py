@@ -1,6 +1,8 @@
 """Structured logging: JSON lines in production, readable lines in development.
 
-Every record carries the id of the request being handled (see request_context).
+Every record carries the id of the request being handled (see request_context). Control
+characters in messages and paths are written as `\\xNN` escapes in both formats, so a path
+carrying `%0d%0a` cannot forge a line, nor an escape sequence reach an operator's terminal.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +30,20 @@ def current_request_id() -> str | None:
     return request_id_var.get()
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape: one log record, one line."""
+    return _CONTROL.sub(_escaped, text) if _CONTROL.search(text) else text
+
+
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         seconds = time.gmtime(record.created)
@@ -34,7 +51,7 @@ class JSONFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape_controls(record.getMessage()),
         }
         request_id = current_request_id()
         if request_id:
@@ -51,7 +68,8 @@ class DevFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         request_id = current_request_id()
         prefix = f"[{request_id[:8]}] " if request_id else ""
-        line = f"{record.levelname:<7} {record.name}: {prefix}{record.getMessage()}"
+        message = escape_controls(record.getMessage())
+        line = f"{record.levelname:<7} {record.name}: {prefix}{message}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -108,7 +126,8 @@ class AccessLog:
             return
         pending, self._pending = self._pending, []
         lines = []
-        for created, request_id, method, path, status, duration in pending:
+        for created, request_id, method, raw_path, status, duration in pending:
+            path = escape_controls(raw_path)
             if self.json_lines:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
                 lines.append(

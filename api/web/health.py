@@ -30,11 +30,15 @@ class Readiness(msgspec.Struct, omit_defaults=True):
     responses={503: ResponseSpec(Readiness, description="Not ready, and why")},
 )
 async def readiness() -> Response[Readiness]:
-    """200 only when the database answers and no migration is pending; otherwise 503 and why."""
+    """200 only when the database answers and no migration is pending; otherwise 503 and why:
+    `database_unavailable`, `schema_not_ready`, or `event_loop_stalled` when this process
+    was too busy to hear the database (overloaded, not an outage)."""
     status = await schema_gate.status(force=True)
     body = Readiness(
         status="ready" if status.ready else "not_ready",
-        database="ok" if status.database_ok else "unavailable",
+        database=(
+            "unknown" if status.loop_stalled else "ok" if status.database_ok else "unavailable"
+        ),
         pending_migrations=list(status.pending_migrations),
         cause=status.cause,
         detail=status.problem,

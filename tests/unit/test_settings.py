@@ -127,3 +127,33 @@ def test_full_settings_carry_the_same_database_settings() -> None:
         database.database_direct_url,
         database.db_pool_size,
     )
+
+
+def test_server_limits_have_safe_defaults_and_come_from_the_environment() -> None:
+    defaults = load_settings(BASE)
+    assert (
+        defaults.max_header_bytes,
+        defaults.header_timeout_seconds,
+        defaults.body_timeout_seconds,
+        defaults.keep_alive_seconds,
+        defaults.max_connections,
+    ) == (16_384, 10.0, 15.0, 5.0, 1_000)
+    tuned = load_settings(
+        {
+            **BASE,
+            "MAX_HEADER_BYTES": "32768",
+            "HEADER_TIMEOUT_SECONDS": "2.5",
+            "BODY_TIMEOUT_SECONDS": "30",
+            "KEEP_ALIVE_SECONDS": "75",
+            "MAX_CONNECTIONS": "64",
+        }
+    )
+    assert (tuned.max_header_bytes, tuned.header_timeout_seconds, tuned.max_connections) == (
+        32_768,
+        2.5,
+        64,
+    )
+    assert (tuned.body_timeout_seconds, tuned.keep_alive_seconds) == (30.0, 75.0)
+    for name, bad in (("MAX_HEADER_BYTES", "0"), ("HEADER_TIMEOUT_SECONDS", "-1")):
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**BASE, name: bad})

@@ -5,6 +5,12 @@ The answer for DB-backed routes is cached briefly (a "ready" answer for a few se
 notices a release, or a lost database, by itself without a restart. An expired "ready"
 answer keeps serving while one background check replaces it: requests never queue behind
 the check (it opens a connection of its own).
+
+A late event loop is not a database outage (issue 19 #10): a handler holding the loop for
+seconds made the check's timeout fire with the database's answer already waiting unread. So
+the check measures how late the loop ran while it waited; a timeout during a stall is asked
+again, and if the loop is still stalling the answer is `event_loop_stalled`, never
+`database_unavailable`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from api.platform.http.strict_body import require_strict_body
 logger = logging.getLogger("api.platform.db.readiness")
 
 CHECK_TIMEOUT_SECONDS = 1.5
+STALL_SECONDS = 0.25
+"""A loop this late while the check waited makes its timeout the loop's fault, not the DB's."""
+LAG_TICK_SECONDS = 0.05
 READY_TTL_SECONDS = 5.0
 NOT_READY_TTL_SECONDS = 0.25
 
@@ -38,13 +47,17 @@ class SchemaStatus:
     pending_migrations: tuple[str, ...] = ()
     problem: str | None = None
     checked_at: float = field(default_factory=time.monotonic)
+    loop_stalled: bool = False
+    """The database could not be judged: the event loop itself was too late to hear it."""
 
     @property
     def ready(self) -> bool:
-        return self.database_ok and not self.pending_migrations
+        return self.database_ok and not self.pending_migrations and not self.loop_stalled
 
     @property
     def cause(self) -> str | None:
+        if self.loop_stalled:
+            return "event_loop_stalled"
         if not self.database_ok:
             return "database_unavailable"
         if self.pending_migrations:
@@ -73,15 +86,58 @@ async def _applied_migrations(engine: Any) -> set[tuple[str, str]]:
     return {(row["app_name"], row["name"]) for row in rows}
 
 
+class LoopLag:
+    """How late the event loop ran while something was awaited: a ticker that notes how far
+    past its due time each of its short sleeps ended (a tick still overdue counts too)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._worst = 0.0
+        self._due = self._loop.time() + LAG_TICK_SECONDS
+        self._ticker = self._loop.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            self._due = self._loop.time() + LAG_TICK_SECONDS
+            await asyncio.sleep(LAG_TICK_SECONDS)
+            self._worst = max(self._worst, self._loop.time() - self._due)
+
+    def stop(self) -> float:
+        """Stop measuring; the worst lateness seen, in seconds."""
+        self._ticker.cancel()
+        return max(self._worst, self._loop.time() - self._due)
+
+
+def _unavailable(exc: BaseException) -> SchemaStatus:
+    return SchemaStatus(database_ok=False, problem=f"{type(exc).__name__}: {exc}".strip())
+
+
 async def check_schema() -> SchemaStatus:
     from piccolo.engine import engine_finder
 
     engine = engine_finder()
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-            applied = await _applied_migrations(engine)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        return SchemaStatus(database_ok=False, problem=f"{type(exc).__name__}: {exc}".strip())
+    stalled = 0.0
+    for _ in range(2):
+        lag = LoopLag()
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                applied = await _applied_migrations(engine)
+        except TimeoutError as exc:
+            stalled = lag.stop()
+            if stalled < STALL_SECONDS:
+                return _unavailable(exc)
+            continue  # the loop, not the database, was late: ask once more
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            lag.stop()
+            return _unavailable(exc)
+        lag.stop()
+        break
+    else:
+        return SchemaStatus(
+            database_ok=True,
+            loop_stalled=True,
+            problem=f"the event loop was blocked for {stalled:.1f} s while the database was asked",
+        )
     pending = tuple(
         f"{app}:{migration}"
         for app, migration in known_migrations()
@@ -129,7 +185,11 @@ class SchemaGate:
             return self._status
 
     async def ensure_ready(self) -> None:
+        """503 for a lost database or a pending migration. A stalled loop says nothing
+        about either, so the request goes on (its own statements still map DB errors)."""
         status = await self.status()
+        if status.loop_stalled:
+            return
         if not status.database_ok:
             raise DatabaseUnavailable("The database is unavailable; retry shortly")
         if status.pending_migrations:

@@ -2,7 +2,9 @@
 
 An outer ASGI wrapper (not Litestar middleware, which skips unmatched routes) so that every
 response — 404s and the admin mount included — carries `X-Request-ID`, and every log line
-written while handling it names the same id.
+written while handling it names the same id. The access line names the path as the client
+sent it (percent-decoded, `/admin` included): it is read before the app runs, since the
+admin mount rewrites the scope's path for Piccolo Admin.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         http_scope: HTTPScope = scope
+        method, path = http_scope["method"], http_scope["path"]
         request_id = _incoming_request_id(scope)
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
@@ -59,7 +62,5 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             duration = round((time.perf_counter() - started) * 1000, 2)
-            access_log.record(
-                request_id, http_scope["method"], http_scope["path"], status, duration
-            )
+            access_log.record(request_id, method, path, status, duration)
             request_id_var.reset(token)
