@@ -22,8 +22,7 @@ from api.flags.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
 from api.flags.routes import get_feature, list_features
 from api.flags.scheduler import flag_scheduler
 from api.flags.usage import usage_flusher
-from api.hierarchy.me import me
-from api.hierarchy.routes import hierarchy_router, users_router
+from api.hierarchy.routes import hierarchy_router, me, users_router
 from api.platform.config import Settings, get_settings
 from api.platform.db.changes import change_listener
 from api.platform.db.readiness import DATABASE_ERROR_HANDLERS, require_schema

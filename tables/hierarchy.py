@@ -55,6 +55,9 @@ class HierarchyNode(Table, tablename="organization_hierarchy"):
     email_domains = Array(
         Varchar(length=255), null=False, default=list, index=True, index_method=IndexMethod.gin
     )
+    # Settings keys only super-admins change (PRODUCT §3.1, issue 19): targeting may trust them.
+    managed_settings = Array(Varchar(length=100), null=False, default=list)
+    version = Integer(default=1, null=False)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
 
@@ -69,6 +72,13 @@ class HierarchyNode(Table, tablename="organization_hierarchy"):
     hierarchy_domains_only_on_organizations = Check(
         "level = 'organization' OR cardinality(email_domains) = 0"
     )
+    hierarchy_managed_settings_only_on_organizations = Check(
+        "level = 'organization' OR cardinality(managed_settings) = 0"
+    )
+    hierarchy_settings_object = Check("settings IS NULL OR jsonb_typeof(settings) = 'object'")
+    # Twice the API's 16 KiB of compact JSON: Postgres prints jsonb with spaces.
+    hierarchy_settings_size = Check("settings IS NULL OR octet_length(settings::text) <= 32768")
+    hierarchy_version_positive = Check("version >= 1")
 
     @classmethod
     def get_readable(cls) -> Readable:
@@ -84,6 +94,11 @@ class UserHierarchyAssignment(Table, tablename="user_hierarchy_assignments"):
     is_primary = Boolean(default=False, null=False)
     is_active = Boolean(default=True, null=False)
     granted_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
+    # The permission overrides the grantor's authority rested on: revoking one ends this.
+    derived_from = Array(
+        Integer(), null=False, default=list, index=True, index_method=IndexMethod.gin
+    )
+    version = Integer(default=1, null=False)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
 
@@ -106,6 +121,12 @@ class HierarchyPermissionOverride(Table, tablename="hierarchy_permission_overrid
     reason = Text(null=False, default="")
     granted_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     expires_at = Timestamptz(null=True, default=None)
+    # The overrides the grantor's authority rested on: revoking one ends this, and this
+    # never outlives a temporary one (PRODUCT §3.1).
+    derived_from = Array(
+        Integer(), null=False, default=list, index=True, index_method=IndexMethod.gin
+    )
+    version = Integer(default=1, null=False)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
 

@@ -1,6 +1,6 @@
 """People who log in, keyed on their OpenID identity (issuer, subject) — never on e-mail (F5)."""
 
-from piccolo.columns import Boolean, Serial, Timestamptz, Varchar
+from piccolo.columns import Boolean, Integer, Serial, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.readable import Readable
 from piccolo.constraints import Check, Unique
@@ -21,6 +21,7 @@ class User(Table, tablename="users"):
     is_active = Boolean(default=True, null=False)
     is_super_admin = Boolean(default=False, null=False)
     last_login_at = Timestamptz(null=True, default=None)
+    version = Integer(default=1, null=False)  # not moved by logins (last_login_at)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
 

@@ -29,14 +29,17 @@ from api.admin_ui.write_hooks import (
     WriteRules,
     check_flag,
     check_flag_override,
-    check_names,
-    check_node,
-    check_permission_override,
     check_rule,
     check_schedule,
     check_segment,
 )
 from api.flags.stale import stale_flags
+from api.hierarchy.admin_ui import (
+    ASSIGNMENT_RULES,
+    NODE_RULES,
+    PERMISSION_OVERRIDE_RULES,
+    USER_RULES,
+)
 from api.platform.config import get_settings
 from tables.admin import AdminSession, AdminUser
 from tables.audit import AuditLog
@@ -143,31 +146,6 @@ SCHEDULE_RULES = WriteRules(
     updatable=frozenset({"status"}),  # pending → cancelled, and nothing else
     check=check_schedule,
     actor_on_insert=("created_by_id",),
-)
-NODE_RULES = WriteRules(
-    HierarchyNode,
-    editable=frozenset(
-        {"parent_id", "level", "name", "slug", "is_active", "settings", "email_domains"}
-    ),
-    check=check_node,
-)
-ASSIGNMENT_RULES = WriteRules(
-    UserHierarchyAssignment,
-    editable=frozenset({"user_id", "node_id", "role", "is_primary", "is_active"}),
-    actor_on_insert=("granted_by_id",),
-    actor_on_update=("granted_by_id",),
-)
-PERMISSION_OVERRIDE_RULES = WriteRules(
-    HierarchyPermissionOverride,
-    editable=frozenset({"user_id", "node_id", "permission", "granted", "reason", "expires_at"}),
-    check=check_permission_override,
-    actor_on_insert=("granted_by_id",),
-    actor_on_update=("granted_by_id",),
-)
-USER_RULES = WriteRules(
-    User,
-    editable=frozenset({"name", "given_name", "family_name", "is_active"}),
-    check=check_names,
 )
 
 
@@ -300,6 +278,7 @@ def table_configs() -> list[TableConfig]:
                 HierarchyNode.parent_id,
                 HierarchyNode.is_active,
                 HierarchyNode.email_domains,
+                HierarchyNode.managed_settings,
             ],
             visible_filters=[HierarchyNode.name, HierarchyNode.level, HierarchyNode.parent_id],
             menu_group="Organisation",

@@ -18,9 +18,11 @@ Reach (issue 11): whoever is not a super-admin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from api.auth.identity import Caller
+from api.hierarchy import queries
 from api.hierarchy.permissions import (
     Decision,
     HeldRole,
@@ -28,24 +30,16 @@ from api.hierarchy.permissions import (
     decide,
     effective_permissions,
 )
-from api.platform.db.sql import fetch
 from api.platform.http.errors import Forbidden, NotFound
 from tables.enums import Permission, Role
-from tables.users import User
 
-ACCESS_QUERY = """
-WITH node AS (SELECT path FROM organization_hierarchy WHERE id = $2)
-SELECT node.path, 'role' AS kind, a.node_id, a.role AS value, NULL::boolean AS granted
-  FROM node JOIN user_hierarchy_assignments a
-    ON a.user_id = $1 AND a.is_active AND a.node_id = ANY(node.path)
-UNION ALL
-SELECT node.path, 'override', o.node_id, o.permission, o.granted
-  FROM node JOIN hierarchy_permission_overrides o
-    ON o.user_id = $1 AND o.node_id = ANY(node.path)
-   AND (o.expires_at IS NULL OR o.expires_at > now())
-UNION ALL
-SELECT node.path, 'node', NULL, NULL, NULL FROM node
-"""
+
+@dataclass(frozen=True, slots=True)
+class OverrideSource:
+    """The override row behind a permission: what a grant made on its strength derives from."""
+
+    override_id: int
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +47,25 @@ class AccessFacts:
     path: tuple[int, ...]
     roles: tuple[HeldRole, ...]
     overrides: tuple[PermissionOverride, ...]
+    sources: dict[tuple[int, Permission], OverrideSource] = field(default_factory=dict)
+    """(node, permission) → the live override row there."""
 
 
 async def load_access(user_id: int, node_id: int) -> AccessFacts | None:
     """Everything the rule needs about (user, node); None when the node does not exist."""
-    rows = await fetch(ACCESS_QUERY, user_id, node_id)
+    rows = await queries.access_rows(user_id, node_id)
     if not rows:
         return None
     roles = tuple(HeldRole(r["node_id"], Role(r["value"])) for r in rows if r["kind"] == "role")
+    overriding = [r for r in rows if r["kind"] == "override"]
     overrides = tuple(
-        PermissionOverride(r["node_id"], Permission(r["value"]), r["granted"])
-        for r in rows
-        if r["kind"] == "override"
+        PermissionOverride(r["node_id"], Permission(r["value"]), r["granted"]) for r in overriding
     )
-    return AccessFacts(tuple(rows[0]["path"]), roles, overrides)
+    sources = {
+        (r["node_id"], Permission(r["value"])): OverrideSource(r["override_id"], r["expires_at"])
+        for r in overriding
+    }
+    return AccessFacts(tuple(rows[0]["path"]), roles, overrides, sources)
 
 
 async def decisions_at(caller: Caller, node_id: int) -> dict[Permission, Decision] | None:
@@ -76,6 +75,27 @@ async def decisions_at(caller: Caller, node_id: int) -> dict[Permission, Decisio
     return effective_permissions(
         facts.path, facts.roles, facts.overrides, is_super_admin=caller.is_super_admin
     )
+
+
+async def grant_sources(
+    caller: Caller, node_id: int, needed: frozenset[Permission]
+) -> list[OverrideSource]:
+    """The override rows the caller's authority to grant `needed` at the node rests on
+    (`manage_users` included): a grant made on them derives from them (PRODUCT §3.1)."""
+    if caller.is_super_admin:
+        return []
+    facts = await load_access(caller.user_id, node_id)
+    if facts is None:
+        return []
+    found: dict[int, OverrideSource] = {}
+    for permission in needed | {Permission.manage_users}:
+        decision = decide(
+            permission, facts.path, facts.roles, facts.overrides, is_super_admin=False
+        )
+        if decision.source == "override" and decision.node_id is not None:
+            source = facts.sources[(decision.node_id, permission)]
+            found[source.override_id] = source
+    return sorted(found.values(), key=lambda s: s.override_id)
 
 
 async def check_permission(
@@ -110,15 +130,6 @@ async def can_read_node(caller: Caller, node_id: int) -> bool:
     return decision is not None and decision.granted
 
 
-MEMBER_QUERY = """
-SELECT 1 FROM user_hierarchy_assignments a
-  JOIN organization_hierarchy n ON n.id = a.node_id
- WHERE a.user_id = $1 AND a.is_active
-   AND n.path[1] = (SELECT path[1] FROM organization_hierarchy WHERE id = $2)
- LIMIT 1
-"""
-
-
 async def may_manage_users_at(caller: Caller, node_id: int) -> bool:
     decision = await check_permission(
         caller.user_id, node_id, Permission.manage_users, is_super_admin=caller.is_super_admin
@@ -126,23 +137,13 @@ async def may_manage_users_at(caller: Caller, node_id: int) -> bool:
     return decision is not None and decision.granted
 
 
-async def _active_super_admin(user_id: int) -> bool | None:
-    """None when the user does not exist."""
-    row = await (
-        User.select(User.is_super_admin, User.is_active).where(User.id == user_id).first().run()
-    )
-    if row is None:
-        return None
-    return bool(row["is_super_admin"] and row["is_active"])
-
-
 async def user_within_reach(caller: Caller, user_id: int, node_id: int) -> bool:
     """Whether the caller may name `user_id` at `node_id` (see the module's reach rules)."""
     if caller.is_super_admin:
-        return await _active_super_admin(user_id) is not None
+        return await queries.active_super_admin(user_id) is not None
     if user_id == caller.user_id:
         return True
-    return bool(await fetch(MEMBER_QUERY, user_id, node_id))
+    return await queries.is_member_of_organization(user_id, node_id)
 
 
 async def require_user_within_reach(
@@ -158,7 +159,7 @@ async def require_no_more_authority(caller: Caller, user_id: int, node_id: int) 
     must be a subset of the caller's, and super-admins are out of everyone else's hands."""
     if caller.is_super_admin or user_id == caller.user_id:
         return
-    target_is_super_admin = await _active_super_admin(user_id)
+    target_is_super_admin = await queries.active_super_admin(user_id)
     theirs = await decisions_at(
         Caller(user_id, None, bool(target_is_super_admin), caller.via), node_id
     )

@@ -1,4 +1,5 @@
-"""`GET /api/v1/auth/me`: who I am, where I belong, and what I may do at each of my nodes.
+"""What `GET /api/v1/auth/me` answers (its route is in routes.py): who I am, where I
+belong, and what I may do at each of my nodes.
 
 Three small indexed queries whatever the tree's size; the permissions come from the same
 pure rule the guards use.
@@ -9,18 +10,14 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime
-from typing import Any
 
 import msgspec
-from litestar import Request, Response, get
 
-from api.auth.guards import authenticated
 from api.auth.identity import Caller
+from api.hierarchy import queries
 from api.hierarchy.me_cache import ME_SECONDS, me_cache
 from api.hierarchy.permissions import HeldRole, PermissionOverride, effective_permissions
-from api.platform.db.sql import fetch
 from api.platform.http.errors import NotAuthenticated
-from api.platform.http.responses import EncodedJSON
 from tables.enums import Permission, Role
 
 
@@ -30,7 +27,9 @@ class Organization(msgspec.Struct):
     slug: str
 
 
-class Assignment(msgspec.Struct):
+class MyAssignment(msgspec.Struct):
+    """One of my roles as /me shows it: the node's names and what I may do there."""
+
     id: int
     node_id: int
     node_name: str
@@ -52,32 +51,15 @@ class Me(msgspec.Struct):
     is_super_admin: bool
     last_login_at: datetime | None
     organizations: list[Organization]
-    assignments: list[Assignment]
+    assignments: list[MyAssignment]
 
 
 async def describe_me(caller: Caller) -> Me:
-    users = await fetch(
-        "SELECT id, email, name, given_name, family_name, is_super_admin, last_login_at"
-        " FROM users WHERE id = $1 AND is_active",
-        caller.user_id,
-    )
-    if not users:
+    user = await queries.active_user_profile(caller.user_id)
+    if user is None:
         raise NotAuthenticated("Sign in first")
-    rows = await fetch(
-        "SELECT a.id, a.node_id, a.role, a.is_primary, n.name, n.level, n.path,"
-        " ARRAY(SELECT p.name FROM unnest(n.path) WITH ORDINALITY AS u(id, depth)"
-        " JOIN organization_hierarchy p ON p.id = u.id ORDER BY u.depth) AS path_names,"
-        " root.id AS org_id, root.name AS org_name, root.slug AS org_slug"
-        " FROM user_hierarchy_assignments a JOIN organization_hierarchy n ON n.id = a.node_id"
-        " JOIN organization_hierarchy root ON root.id = n.path[1]"
-        " WHERE a.user_id = $1 AND a.is_active ORDER BY root.name, n.path",
-        caller.user_id,
-    )
-    overrides = await fetch(
-        "SELECT node_id, permission, granted FROM hierarchy_permission_overrides"
-        " WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > now())",
-        caller.user_id,
-    )
+    rows = await queries.my_assignments(caller.user_id)
+    overrides = await queries.my_live_overrides(caller.user_id)
     held = [HeldRole(r["node_id"], Role(r["role"])) for r in rows]
     overriding = [
         PermissionOverride(o["node_id"], Permission(o["permission"]), o["granted"])
@@ -93,7 +75,7 @@ async def describe_me(caller: Caller) -> Me:
             row["org_id"], Organization(row["org_id"], row["org_name"], row["org_slug"])
         )
         assignments.append(
-            Assignment(
+            MyAssignment(
                 id=row["id"],
                 node_id=row["node_id"],
                 node_name=row["name"],
@@ -106,7 +88,6 @@ async def describe_me(caller: Caller) -> Me:
                 effective_permissions=sorted(p.value for p, d in decisions.items() if d.granted),
             )
         )
-    user = users[0]
     return Me(
         id=user["id"],
         email=user["email"],
@@ -128,22 +109,10 @@ async def described_me_json(caller: Caller) -> bytes:
     generation = me_cache.generation
     started = time.monotonic()
     described = await describe_me(caller)
-    rows = await fetch(
-        "SELECT EXTRACT(EPOCH FROM min(expires_at) - now()) AS left"
-        " FROM hierarchy_permission_overrides WHERE user_id = $1 AND expires_at > now()",
-        caller.user_id,
-    )
-    left = rows[0]["left"] if rows else None
+    left = await queries.seconds_to_next_expiry(caller.user_id)
     # Jittered by up to a fifth, so that entries made together do not all end together.
     longest = ME_SECONDS * (1 - 0.2 * random.random())
-    until = started + min(longest, float(left) if left is not None else longest)
+    until = started + min(longest, left if left is not None else longest)
     body = msgspec.json.encode(described)
     me_cache.put(caller, until, body, generation)
     return body
-
-
-@get("/api/v1/auth/me", tags=["auth"], operation_id="me")
-async def me(request: Request[Any, Any, Any]) -> Response[Me]:
-    """`describe_me`, encoded once per user and cached until it changes (me_cache)."""
-    caller = await authenticated(request)  # the `caller` rule as a call: the hot path skips DI
-    return EncodedJSON(await described_me_json(caller))

@@ -1,4 +1,5 @@
-"""HTTP for the hierarchy: thin handlers over `service` (writes) and `access` (reads).
+"""HTTP for the hierarchy, users and /me: thin handlers over `service` (writes), `queries`
+and `access` (reads). No SQL here.
 
 Request and response bodies are msgspec Structs (api.hierarchy.schemas); msgspec checks the
 types, the service the rules, and every error names its field.
@@ -8,19 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
-from litestar import Request, Router, delete, get, patch, post
+from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from api.auth.guards import authenticated
 from api.auth.identity import Caller
-from api.hierarchy import service
+from api.hierarchy import queries, service
 from api.hierarchy.access import (
     can_read_node,
     decisions_at,
     require_permission,
     require_user_within_reach,
 )
+from api.hierarchy.me import Me, described_me_json
 from api.hierarchy.schemas import (
     Assignment,
     AssignmentCreate,
@@ -33,27 +35,17 @@ from api.hierarchy.schemas import (
     OrganizationCreate,
     OrganizationSummary,
     OverrideCreate,
+    OverrideUpdate,
     PermissionOverrideRow,
     PermissionReason,
-    UserFlags,
+    UserStatus,
     UserUpdate,
     VisibleUser,
 )
 from api.platform.db.readiness import require_schema_and_strict_body
-from api.platform.db.sql import fetch
 from api.platform.http.errors import NotFound
+from api.platform.http.responses import EncodedJSON
 from tables.enums import Permission
-from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
-from tables.users import User
-
-MEMBER_ORGANIZATIONS = (
-    "SELECT o.id FROM organization_hierarchy o WHERE o.parent_id IS NULL"
-    " AND ($2 OR EXISTS (SELECT 1 FROM user_hierarchy_assignments a"
-    " JOIN organization_hierarchy n ON n.id = a.node_id"
-    " WHERE a.user_id = $1 AND a.is_active AND n.path[1] = o.id))"
-)
-"""Ids of the organizations the caller belongs to (all for super-admins): a correlated
-EXISTS on path[1], which the query builder cannot say."""
 
 Request_ = Request[Any, Any, Any]
 
@@ -70,40 +62,24 @@ async def create_organization(
 async def list_organizations(caller: NamedDependency[Caller]) -> list[Node | OrganizationSummary]:
     """Organizations the caller belongs to (every one for super-admins): the whole row where
     the caller may read the organization node, elsewhere only its id, name and slug."""
-    ids = [
-        row["id"]
-        for row in await fetch(MEMBER_ORGANIZATIONS, caller.user_id, caller.is_super_admin)
-    ]
-    if not ids:
-        return []
-    rows = (
-        await HierarchyNode.select(*service.NODE_COLUMNS)
-        .where(HierarchyNode.id.is_in(ids))
-        .order_by(HierarchyNode.name)
-    )
     return [
-        service.as_node(row)
-        if await can_read_node(caller, row["id"])
-        else OrganizationSummary(row["id"], row["name"], row["slug"])
-        for row in rows
+        node
+        if await can_read_node(caller, node.id)
+        else OrganizationSummary(node.id, node.name, node.slug)
+        for node in await queries.member_organizations(caller.user_id, caller.is_super_admin)
     ]
 
 
 @get("/nodes/{node_id:int}", operation_id="getNode")
 async def get_node(caller: NamedDependency[Caller], node_id: FromPath[int]) -> Node:
     await require_permission(caller, node_id, Permission.read)
-    return await service.load_node(node_id)
+    return await queries.load_node(node_id)
 
 
 @get("/nodes/{node_id:int}/children", operation_id="listChildren")
 async def list_children(caller: NamedDependency[Caller], node_id: FromPath[int]) -> list[Node]:
     await require_permission(caller, node_id, Permission.read)
-    rows = (
-        await HierarchyNode.select(*service.NODE_COLUMNS)
-        .where(HierarchyNode.parent_id == node_id)
-        .order_by(HierarchyNode.name)
-    )
-    return [service.as_node(row) for row in rows]
+    return await queries.children(node_id)
 
 
 @post("/nodes/{node_id:int}/children", operation_id="createChildNode", status_code=201)
@@ -148,12 +124,7 @@ async def list_assignments(
     caller: NamedDependency[Caller], node_id: FromPath[int]
 ) -> list[Assignment]:
     await require_permission(caller, node_id, Permission.read)
-    rows = (
-        await UserHierarchyAssignment.select(*service.ASSIGNMENT_COLUMNS)
-        .where(UserHierarchyAssignment.node_id == node_id)
-        .order_by(UserHierarchyAssignment.id)
-    )
-    return [msgspec.convert(row, Assignment) for row in rows]
+    return await queries.assignments_at(node_id)
 
 
 @post("/nodes/{node_id:int}/assignments", operation_id="createAssignment", status_code=201)
@@ -189,12 +160,7 @@ async def list_overrides(
     caller: NamedDependency[Caller], node_id: FromPath[int]
 ) -> list[PermissionOverrideRow]:
     await require_permission(caller, node_id, Permission.manage_users)
-    rows = (
-        await HierarchyPermissionOverride.select(*service.OVERRIDE_COLUMNS)
-        .where(HierarchyPermissionOverride.node_id == node_id)
-        .order_by(HierarchyPermissionOverride.id)
-    )
-    return [msgspec.convert(row, PermissionOverrideRow) for row in rows]
+    return await queries.overrides_at(node_id)
 
 
 @post(
@@ -212,10 +178,22 @@ async def create_override(
     return await service.set_override(request, caller, node_id, data)
 
 
+@patch("/permission-overrides/{override_id:int}", operation_id="updatePermissionOverride")
+async def update_override(
+    request: Request_,
+    caller: NamedDependency[Caller],
+    override_id: FromPath[int],
+    data: JSONBody[OverrideUpdate],
+) -> PermissionOverrideRow:
+    """Change whether it grants, its reason or its expiry (widening it is a new grant)."""
+    return await service.update_override(request, caller, override_id, data)
+
+
 @delete("/permission-overrides/{override_id:int}", operation_id="deletePermissionOverride")
 async def delete_override(
     request: Request_, caller: NamedDependency[Caller], override_id: FromPath[int]
 ) -> None:
+    """Also ends every grant made on the strength of this one (PRODUCT §3.1)."""
     await service.remove_override(request, caller, override_id)
 
 
@@ -238,22 +216,10 @@ hierarchy_router = Router(
         delete_assignment,
         list_overrides,
         create_override,
+        update_override,
         delete_override,
     ],
 )
-
-
-VISIBLE_USERS = """
-SELECT DISTINCT u.id, u.email, u.name, u.is_active, u.is_super_admin
-FROM users u
-WHERE $2 OR u.id = $1 OR EXISTS (
-  SELECT 1 FROM user_hierarchy_assignments theirs
-  JOIN organization_hierarchy n ON n.id = theirs.node_id
-  JOIN user_hierarchy_assignments mine ON mine.user_id = $1 AND mine.is_active
-   AND mine.node_id = ANY(n.path)
-  WHERE theirs.user_id = u.id)
-ORDER BY u.id LIMIT $3 OFFSET $4
-"""
 
 
 @get("/", operation_id="listUsers")
@@ -263,8 +229,7 @@ async def list_users(
     offset: Annotated[int, QueryParameter(ge=0, le=10_000_000)] = 0,
 ) -> list[VisibleUser]:
     """Users assigned within the subtrees of the caller's own assignments (all for super-admins)."""
-    rows = await fetch(VISIBLE_USERS, caller.user_id, caller.is_super_admin, limit, offset)
-    return [VisibleUser(**dict(row)) for row in rows]
+    return await queries.visible_users(caller.user_id, caller.is_super_admin, limit, offset)
 
 
 @get("/{user_id:int}/effective-permissions", operation_id="getEffectivePermissions")
@@ -276,11 +241,7 @@ async def effective_permissions(
     if user_id != caller.user_id:
         await require_permission(caller, node_id, Permission.manage_users)
         await require_user_within_reach(caller, user_id, node_id, extra={"user_id": user_id})
-    row = await (
-        User.select(User.email, User.is_super_admin, User.is_active)
-        .where(User.id == user_id)
-        .first()
-    )
+    row = await queries.user_standing(user_id)
     if row is None:
         raise NotFound("No such user", extra={"user_id": user_id})
     subject = Caller(user_id, row["email"], row["is_super_admin"] and row["is_active"], "session")
@@ -305,9 +266,10 @@ async def update_user(
     caller: NamedDependency[Caller],
     user_id: FromPath[int],
     data: JSONBody[UserUpdate],
-) -> UserFlags:
-    """Super-admins: deactivate (ending every session at once) or grant/revoke super-admin."""
-    return await service.update_user_flags(request, caller, user_id, data)
+) -> UserStatus:
+    """Super-admins: deactivate (ending every session at once), grant/revoke super-admin, or
+    change the display names."""
+    return await service.update_user(request, caller, user_id, data)
 
 
 users_router = Router(
@@ -316,3 +278,10 @@ users_router = Router(
     tags=["users"],
     route_handlers=[list_users, effective_permissions, update_user],
 )
+
+
+@get("/api/v1/auth/me", tags=["auth"], operation_id="me")
+async def me(request: Request_) -> Response[Me]:
+    """`describe_me`, encoded once per user and cached until it changes (me_cache)."""
+    caller = await authenticated(request)  # the `caller` rule as a call: the hot path skips DI
+    return EncodedJSON(await described_me_json(caller))

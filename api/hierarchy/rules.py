@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from api.platform.http.errors import InvalidInput
+from api.platform.http.errors import STALE_SAVE, Conflict, Forbidden, InvalidInput
 from tables.hierarchy import SLUG_PATTERN
 
 SLUG = re.compile(SLUG_PATTERN)
@@ -60,3 +60,39 @@ def validate_grant_reason(reason: Any) -> str:
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
         raise invalid("reason", "a reason of 1 to 1000 characters is required")
     return reason.strip()
+
+
+def validate_person_name(field: str, value: Any) -> str:
+    """A person's display names: text of at most 200 characters (empty is allowed)."""
+    if not isinstance(value, str) or len(value) > 200:
+        raise invalid(field, f"{field} must be at most 200 characters")
+    return value
+
+
+def validate_managed_keys(keys: Any) -> list[str]:
+    """The settings keys only super-admins change: at most 50 names of 1 to 100 characters."""
+    if not isinstance(keys, list) or len(keys) > 50:
+        raise invalid("managed_settings", "managed_settings must be a list of at most 50 keys")
+    for key in keys:
+        if not isinstance(key, str) or not 1 <= len(key) <= 100 or key != key.strip():
+            raise invalid("managed_settings", f"{key!r} is not a settings key")
+    return sorted(set(keys))
+
+
+def require_managed_unchanged(
+    managed: list[str], before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> None:
+    """Tenants edit their settings, but not the keys the platform manages (e.g. `plan`)."""
+    old, new = before or {}, after or {}
+    for key in managed:
+        if (key in old) != (key in new) or old.get(key) != new.get(key):
+            raise Forbidden(
+                f"`{key}` is a managed setting: only super-admins change it",
+                extra={"field": "settings", "key": key},
+            )
+
+
+def require_version(current: int, sent: int | None) -> None:
+    """Optimistic concurrency: a change built on an older version of the row is refused."""
+    if sent is not None and sent != current:
+        raise Conflict(STALE_SAVE, extra={"field": "version", "version": current})

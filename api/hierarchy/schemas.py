@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from tables.enums import NodeLevel, Permission, Role
+
 
 class NodeCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: str
@@ -24,6 +26,10 @@ class NodeUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     settings: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
     email_domains: list[str] | msgspec.UnsetType = msgspec.UNSET
+    managed_settings: list[str] | msgspec.UnsetType = msgspec.UNSET
+    """Settings keys only super-admins change (super-admins only, organizations only)."""
+    version: int | msgspec.UnsetType = msgspec.UNSET
+    """The `version` the change is built on: 409 when the node has changed since."""
 
 
 class Move(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,39 +38,55 @@ class Move(msgspec.Struct, forbid_unknown_fields=True):
 
 class AssignmentCreate(msgspec.Struct, forbid_unknown_fields=True):
     user_id: int
-    role: str
+    role: Role
     is_primary: bool = False
 
 
 class AssignmentUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    role: str | msgspec.UnsetType = msgspec.UNSET
+    role: Role | msgspec.UnsetType = msgspec.UNSET
     is_primary: bool | msgspec.UnsetType = msgspec.UNSET
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
+    version: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class OverrideCreate(msgspec.Struct, forbid_unknown_fields=True):
     user_id: int
-    permission: str
+    permission: Permission
     granted: bool
     reason: str
     expires_at: datetime | None = None
 
 
+class OverrideUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What may change on an override after it is made (the admin edits these)."""
+
+    granted: bool | msgspec.UnsetType = msgspec.UNSET
+    reason: str | msgspec.UnsetType = msgspec.UNSET
+    expires_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    version: int | msgspec.UnsetType = msgspec.UNSET
+
+
 class UserUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
     is_super_admin: bool | msgspec.UnsetType = msgspec.UNSET
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    given_name: str | msgspec.UnsetType = msgspec.UNSET
+    family_name: str | msgspec.UnsetType = msgspec.UNSET
+    version: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class Node(msgspec.Struct):
     id: int
     parent_id: int | None
-    level: str
+    level: NodeLevel
     name: str
     slug: str
     path: list[int]
     is_active: bool
     settings: dict[str, Any] | None
     email_domains: list[str]
+    managed_settings: list[str]
+    version: int
 
 
 class OrganizationSummary(msgspec.Struct):
@@ -76,13 +98,18 @@ class OrganizationSummary(msgspec.Struct):
 
 
 class Assignment(msgspec.Struct):
+    """A role held by one person at one node."""
+
     id: int
     user_id: int
     node_id: int
-    role: str
+    role: Role
     is_primary: bool
     is_active: bool
     granted_by_id: int | None
+    derived_from: list[int]
+    """The permission overrides the grantor's authority rested on: revoking one ends this."""
+    version: int
     created_at: datetime
 
 
@@ -90,19 +117,33 @@ class PermissionOverrideRow(msgspec.Struct):
     id: int
     user_id: int
     node_id: int
-    permission: str
+    permission: Permission
     granted: bool
     reason: str
     granted_by_id: int | None
     expires_at: datetime | None
+    derived_from: list[int]
+    """The overrides the grantor's authority rested on: this ends with them (PRODUCT §3.1)."""
+    version: int
     created_at: datetime
 
 
-class UserFlags(msgspec.Struct):
+class UserStatus(msgspec.Struct):
+    """A person's standing: active or not, super-admin or not (what PATCH /users changes)."""
+
     id: int
     email: str | None
     is_active: bool
     is_super_admin: bool
+    version: int
+
+
+class UserRecord(UserStatus):
+    """What the audit trail keeps of a person's editable fields."""
+
+    name: str
+    given_name: str
+    family_name: str
 
 
 class VisibleUser(msgspec.Struct):

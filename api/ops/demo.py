@@ -147,6 +147,9 @@ async def load_demo_data(issuer: str) -> None:
             await HierarchyNode.update({HierarchyNode.settings: {"plan": PLANS[org_slug]}}).where(
                 (HierarchyNode.id == org) & HierarchyNode.settings.is_null()
             )
+            await HierarchyNode.update({HierarchyNode.managed_settings: ["plan"]}).where(
+                HierarchyNode.id == org
+            )  # the plan is an entitlement: only super-admins change it (PRODUCT §3.1)
             for (loc_name, loc_slug), departments in locations.items():
                 loc = await _ensure_node("location", loc_name, loc_slug, org, ())
                 for dep_name, dep_slug in departments:

@@ -24,7 +24,7 @@ from api.auth.identification import identify
 from api.auth.identity import Caller
 from api.flags.evaluate import Evaluation, Reason
 from api.flags.store import evaluate_all, flag_cache
-from api.hierarchy.me import Assignment, describe_me
+from api.hierarchy.me import MyAssignment, describe_me
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -75,7 +75,7 @@ def state(evaluation: Evaluation) -> str:
     return evaluation.variant
 
 
-def node_paths(assignments: Sequence[Assignment]) -> dict[int, str]:
+def node_paths(assignments: Sequence[MyAssignment]) -> dict[int, str]:
     """Every node on the caller's assignment paths → its full name, "Acme Retail / Paris"."""
     paths: dict[int, str] = {}
     for assignment in assignments:

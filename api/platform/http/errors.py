@@ -78,6 +78,10 @@ class Conflict(AppError):
     status_code, code = 409, "conflict"
 
 
+STALE_SAVE = "changed by someone else since you opened it; reload"
+"""The one sentence for a change built on an old row, or on none (every writer, 409)."""
+
+
 class PreconditionFailed(AppError):
     status_code, code = 412, "precondition_failed"
 
