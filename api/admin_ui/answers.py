@@ -111,9 +111,19 @@ class AdminAnswers:
             # Its endpoints unpack the body as keyword arguments: only an object will do.
             # (Its size and depth were bounded before this by api/platform/http/limits.py.)
             received = await _read_body(receive)
-            if not isinstance(_parsed(received), dict):
+            parsed = _parsed(received)
+            if not isinstance(parsed, dict):
                 body = b'{"detail":"The body must be a JSON object"}'
                 await _respond(send, 400, [(b"content-type", b"application/json")], body)
+                return
+            deep = next((k for k, v in parsed.items() if _nests_too_deeply(v)), None)
+            if deep is not None:  # the forms send JSON columns as text, parsed recursively
+                label = str(deep).replace("_", " ").title()
+                detail = [
+                    {"loc": ["body", label], "msg": "nests too deeply", "type": "value_error"}
+                ]
+                body = json.dumps({"detail": detail}).encode()
+                await _respond(send, 422, [(b"content-type", b"application/json")], body)
                 return
             receive = _replay(received)
         if not unsafe:
@@ -164,6 +174,35 @@ def _replay(body: bytes) -> Receive:
         return disconnect
 
     return receive
+
+
+MAX_TEXT_JSON_DEPTH = 64
+"""Deeper than any column of ours holds (settings: 20), far below Python's recursion limit."""
+
+
+def _nests_too_deeply(value: Any) -> bool:
+    """Whether a form's text value, read as JSON, nests deeper than MAX_TEXT_JSON_DEPTH:
+    counted in one pass without parsing, since parsing it is what would recurse."""
+    if not isinstance(value, str) or value.lstrip()[:1] not in ("[", "{"):
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in value:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_TEXT_JSON_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def _parsed(body: bytes) -> Any:

@@ -192,20 +192,20 @@ async def test_hierarchy_invariants_hold_in_the_admin_with_a_clear_4xx(server: A
     with admin_client(server, admin) as client:
         cycle = client.patch(
             f"/admin/api/tables/organization_hierarchy/{tree.loc_a}/",
-            json={"parent_id": tree.dept_a1},
+            json={"parent_id": tree.dept_a1, "version": 1},
             headers=csrf(client),
         )
         assert 400 <= cycle.status_code < 500, cycle.text
         assert "hierarchy_no_cycles" in cycle.text or "descendant" in cycle.text
         nesting = client.patch(
             f"/admin/api/tables/organization_hierarchy/{tree.dept_a1}/",
-            json={"parent_id": tree.org},
+            json={"parent_id": tree.org, "version": 1},
             headers=csrf(client),
         )
         assert 400 <= nesting.status_code < 500, nesting.text
         moved = client.patch(
             f"/admin/api/tables/organization_hierarchy/{tree.dept_a1}/",
-            json={"parent_id": tree.loc_b},
+            json={"parent_id": tree.loc_b, "version": 1},
             headers=csrf(client),
         )
         assert moved.status_code == 200, moved.text
@@ -244,14 +244,14 @@ async def test_admin_writes_obey_the_apis_csrf_rule(server: AppProcess) -> None:
             {"X-CSRFToken": admin.csrf_token},
             {"Origin": origin},
         ):
-            refused = client.patch(url, json={"given_name": "Pwned"}, headers=headers)
+            refused = client.patch(url, json={"given_name": "Pwned", "version": 1}, headers=headers)
             assert refused.status_code == 403, (headers, refused.text)
             assert refused.json()["extra"]["reason"] in ("csrf_token", "csrf_origin")
         rows = await fetch("SELECT given_name FROM users WHERE id = $1", victim.user_id)
         assert rows[0]["given_name"] != "Pwned"
         allowed = client.patch(
             url,
-            json={"given_name": "Legit"},
+            json={"given_name": "Legit", "version": 1},
             headers={"X-CSRFToken": admin.csrf_token, "Origin": origin},
         )
         assert allowed.status_code == 200, allowed.text
@@ -274,10 +274,10 @@ async def test_admin_deactivation_ends_sessions_for_good(server: AppProcess) -> 
     admin = await sign_in(super_admin=True)
     user = await sign_in()
     with admin_client(server, admin) as client:
-        for active in (False, True):
+        for version, active in ((1, False), (2, True)):
             changed = client.patch(
                 f"/admin/api/tables/users/{user.user_id}/",
-                json={"is_active": active},
+                json={"is_active": active, "version": version},
                 headers=csrf(client),
             )
             assert changed.status_code == 200, changed.text
@@ -293,13 +293,13 @@ async def test_admin_name_changes_are_audited(server: AppProcess) -> None:
     with admin_client(server, admin) as client:
         changed = client.patch(
             f"/admin/api/tables/users/{user.user_id}/",
-            json={"given_name": "Renamed"},
+            json={"given_name": "Renamed", "version": 1},
             headers=csrf(client),
         )
         assert changed.status_code == 200, changed.text
     rows = await fetch(
         "SELECT actor_id, before, after FROM audit_logs WHERE resource_type = 'user'"
-        " AND resource_id = $1 AND action = 'user.update'",
+        " AND resource_id = $1 AND action = 'user.updated'",
         str(user.user_id),
     )
     assert [r["actor_id"] for r in rows] == [admin.user_id]
@@ -337,8 +337,8 @@ async def test_fields_the_admin_does_not_edit_are_refused_not_written(server: Ap
     with admin_client(server, admin) as client:
         for table, row, body in (
             ("feature_flags", flag["id"], {"created_by_id": other.user_id, "version": 1}),
-            ("users", other.user_id, {"is_super_admin": True}),
-            ("users", other.user_id, {"email": "someone-else@example.com"}),
+            ("users", other.user_id, {"is_super_admin": True, "version": 1}),
+            ("users", other.user_id, {"email": "someone-else@example.com", "version": 1}),
         ):
             answer = client.patch(
                 f"/admin/api/tables/{table}/{row}/", json=body, headers=csrf(client)

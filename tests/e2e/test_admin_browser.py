@@ -422,7 +422,7 @@ def test_the_tree_is_browsed_and_a_department_created_under_a_location(admin: Ad
     node = eventually(lambda: query("SELECT * FROM organization_hierarchy WHERE slug = 'support'"))
     assert node[0]["full_name"] == "Acme Retail / Paris / Support"
     assert len(node[0]["path"]) == 3
-    assert audited_by_admin("node.insert", node[0]["id"])
+    assert audited_by_admin("node.created", node[0]["id"])
 
 
 def me(page: Any, base_url: str) -> dict[str, Any]:
@@ -451,7 +451,7 @@ def test_a_role_is_assigned_at_a_node(site: Site, admin: Admin, uma: Any) -> Non
     )
     assert granted_by == [{"email": PEOPLE["admin"]}]
     made = query("SELECT id FROM user_hierarchy_assignments WHERE role = 'department_lead'")
-    assert audited_by_admin("assignment.insert", made[-1]["id"])
+    assert audited_by_admin("assignment.created", made[-1]["id"])
 
 
 def test_a_permission_override_is_added(site: Site, admin: Admin, uma: Any) -> None:
@@ -474,7 +474,7 @@ def test_a_permission_override_is_added(site: Site, admin: Admin, uma: Any) -> N
     assert "Successfully" in admin.create()
     assert eventually(lambda: "export_data" in permissions_at_analytics())
     made = query("SELECT id FROM hierarchy_permission_overrides WHERE reason = 'quarterly export'")
-    assert audited_by_admin("permission_override.insert", made[0]["id"])
+    assert audited_by_admin("permission_override.created", made[0]["id"])
 
 
 def test_a_users_names_and_active_flag_are_edited(site: Site, admin: Admin) -> None:
@@ -492,7 +492,7 @@ def test_a_users_names_and_active_flag_are_edited(site: Site, admin: Admin) -> N
     )
     assert dan.request.get(f"{base}/api/v1/auth/session/check").status == 200
     dan_id = query("SELECT id FROM users WHERE email = $1", PEOPLE["dan"])[0]["id"]
-    assert eventually(lambda: audited_by_admin("user.update", dan_id))
+    assert eventually(lambda: audited_by_admin("user.updated", dan_id))
 
     admin.open_row("Users", PEOPLE["dan"], by="email")
     admin.choose("is_active", "false")
