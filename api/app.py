@@ -18,8 +18,8 @@ from api.auth.deps import CALLER
 from api.auth.rate_limit import auth_limiter
 from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.flags.admin import flags_admin_router
-from api.flags.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
-from api.flags.routes import get_feature, list_features
+from api.flags.routes.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
+from api.flags.routes.features import get_feature, list_features
 from api.flags.scheduler import flag_scheduler
 from api.flags.usage import usage_flusher
 from api.hierarchy.me import me
