@@ -32,12 +32,11 @@ def fx_server(database: str) -> Iterator[AppProcess]:
 
 
 def rest(server: AppProcess, who: SignedIn, method: str, path: str, body: Any = None) -> Any:
-    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+    with httpx.Client(base_url=server.base_url, timeout=10, cookies=who.cookies) as client:
         return client.request(
             method,
             f"{REST}{path}",
             json=body,
-            cookies=who.cookies,
             headers=who.headers(origin=str(client.base_url).rstrip("/")),
         )
 
@@ -48,7 +47,8 @@ def rest_sentence(response: httpx.Response) -> tuple[int, str, str]:
 
 
 def admin_sentence(response: httpx.Response) -> tuple[int, str, str]:
-    label, sentence = detail(response)
+    first = response.json()["detail"][0]
+    label, sentence = first["loc"][-1], first["msg"]
     return response.status_code, label.lower().replace(" ", "_"), sentence
 
 
@@ -86,7 +86,7 @@ async def test_the_same_bad_flag_rule_and_override_get_the_same_sentence(
                 rest(server, admin, "POST", f"/feature-flags/{key}/rules", {"name": "r", "variant": "maybe"}),
                 client.post(
                     f"{TABLES}/feature_flag_rules/",
-                    json={"flag_id": flag["id"], "name": "r", "variant": "maybe", "conditions": "[]"},
+                    json={"flag_id": flag["id"], "name": "r", "position": 0, "variant": "maybe", "conditions": "[]"},
                     headers=csrf(client),
                 ),
             ),
