@@ -131,7 +131,9 @@ async def test_admin_flag_edit_is_validated_stored_and_audited_with_the_actor(
         "SELECT actor_id, actor_email, action FROM audit_logs WHERE resource_type = 'feature_flag' AND resource_id = $1 AND action LIKE 'feature_flag.update%'",
         key,
     )
-    assert [(a["actor_id"], a["action"]) for a in audit] == [(admin.user_id, "feature_flag.updated")]
+    assert [(a["actor_id"], a["action"]) for a in audit] == [
+        (admin.user_id, "feature_flag.updated")
+    ]
 
 
 async def test_the_audit_log_is_read_only_in_the_admin(server: AppProcess) -> None:
