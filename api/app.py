@@ -17,9 +17,9 @@ from api.audit_log.routes import list_audit_logs
 from api.auth.deps import CALLER
 from api.auth.rate_limit import auth_limiter
 from api.auth.routes import auth_config, callback, login, logout, session_check
-from api.flags.admin import flags_admin_router
-from api.flags.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
-from api.flags.routes import get_feature, list_features
+from api.flags.routes.features import get_feature, list_features
+from api.flags.routes.management import flags_management_router
+from api.flags.routes.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
 from api.flags.scheduler import flag_scheduler
 from api.flags.usage import usage_flusher
 from api.hierarchy.routes import hierarchy_router, me, users_router
@@ -104,7 +104,7 @@ def create_app(
             get_feature,
             evaluate_flag_ofrep,
             evaluate_flags_ofrep,
-            flags_admin_router,
+            flags_management_router,
             list_audit_logs,
             *extra_db_routes,
         ],

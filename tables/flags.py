@@ -129,6 +129,9 @@ class Segment(Table, tablename="segments"):
     created_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+    version = Integer(
+        default=1, null=False, help_text="Bumped by the database on every real change."
+    )
 
     segments_key_format = Check(f"key ~ '{FLAG_KEY_PATTERN}'")
     segments_conditions_list = Check("jsonb_typeof(conditions) = 'array'")
@@ -170,6 +173,9 @@ class FeatureFlagRule(Table, tablename="feature_flag_rules"):
     created_by_id = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+    version = Integer(
+        default=1, null=False, help_text="Bumped by the database on every real change."
+    )
 
     flag_rules_name_unique = Unique([flag_id, name])
     flag_rules_variant_or_split = Check("(variant IS NULL) <> (split IS NULL)")

@@ -10,30 +10,18 @@ not shown. PUT is refused for every table because it would skip the hooks.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pydantic
-from piccolo.table import Table
-from piccolo_admin.endpoints import FormConfig, TableConfig, create_admin
-from piccolo_api.crud.endpoints import OrderBy, PiccoloCRUD
-from piccolo_api.crud.validators import Validators
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from piccolo_admin.endpoints import TableConfig, create_admin
+from piccolo_api.crud.endpoints import OrderBy
 from starlette.staticfiles import StaticFiles
 
 from api.admin_ui.answers import AdminAnswers
 from api.admin_ui.write_hooks import (
-    WriteRules,
-    check_flag,
-    check_flag_override,
-    check_rule,
-    check_schedule,
-    check_segment,
+    table_config as _table,
 )
-from api.flags.stale import stale_flags
+from api.flags.admin_ui import STALE_FLAGS, WHAT_USER_SEES, flag_table_configs
 from api.hierarchy.admin_ui import (
     ASSIGNMENT_RULES,
     NODE_RULES,
@@ -43,231 +31,15 @@ from api.hierarchy.admin_ui import (
 from api.platform.config import get_settings
 from tables.admin import AdminSession, AdminUser
 from tables.audit import AuditLog
-from tables.flags import (
-    FeatureFlag,
-    FeatureFlagOverride,
-    FeatureFlagRule,
-    FeatureFlagSchedule,
-    FeatureFlagUsage,
-    Segment,
-)
 from tables.hierarchy import HierarchyNode, HierarchyPermissionOverride, UserHierarchyAssignment
 from tables.users import User
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def refuse(piccolo_crud: PiccoloCRUD, request: Request) -> None:
-    raise HTTPException(status_code=405, detail="Not allowed in the admin")
-
-
-def known_order(piccolo_crud: PiccoloCRUD, request: Request) -> None:
-    """`__order` may name the table's columns only (piccolo_api answers 500 otherwise)."""
-    names = {column._meta.name for column in piccolo_crud.table._meta.columns}
-    for part in request.query_params.get("__order", "").split(","):
-        name = part.strip().lstrip("+-")
-        if name and name not in names:
-            raise HTTPException(status_code=400, detail=f"Cannot order by {name!r}")
-
-
-def _validators(rules: WriteRules | None, *, delete: bool = True) -> Validators:
-    writes = [] if rules is not None else [refuse]
-    return Validators(
-        get_all=[known_order],
-        post_single=list(writes),
-        patch_single=list(writes),
-        delete_single=[] if delete and rules is not None else [refuse],
-        delete_all=[refuse],
-        put_single=[refuse],
-    )
-
-
-def _table(
-    table: type[Table],
-    rules: WriteRules | None,
-    *,
-    delete: bool = True,
-    **options: Any,
-) -> TableConfig:
-    return TableConfig(
-        table,
-        validators=_validators(rules, delete=delete),
-        hooks=rules.hooks() if rules is not None else None,
-        **options,
-    )
-
-
-FLAG_RULES = WriteRules(
-    FeatureFlag,
-    editable=frozenset(
-        {
-            "key",
-            "name",
-            "description",
-            "enabled",
-            "rollout_percentage",
-            "archived",
-            "flag_type",
-            "variants",
-            "default_variant",
-            "off_variant",
-            "rollout_split",
-        }
-    ),
-    check=check_flag,
-    actor_on_insert=("created_by_id", "updated_by_id"),
-    actor_on_update=("updated_by_id",),
-    optimistic_version=True,
-)
-FLAG_OVERRIDE_RULES = WriteRules(
-    FeatureFlagOverride,
-    editable=frozenset({"flag_id", "user_id", "node_id", "variant", "reason", "expires_at"}),
-    check=check_flag_override,
-    actor_on_insert=("created_by_id",),
-)
-RULE_RULES = WriteRules(
-    FeatureFlagRule,
-    editable=frozenset(
-        {"flag_id", "position", "name", "segment_id", "conditions", "variant", "split"}
-    ),
-    updatable=frozenset({"position", "name", "segment_id", "conditions", "variant", "split"}),
-    check=check_rule,
-    actor_on_insert=("created_by_id",),
-)
-SEGMENT_RULES = WriteRules(
-    Segment,
-    editable=frozenset({"key", "name", "description", "conditions"}),
-    check=check_segment,
-    actor_on_insert=("created_by_id",),
-)
-SCHEDULE_RULES = WriteRules(
-    FeatureFlagSchedule,
-    editable=frozenset({"flag_id", "action", "rollout_percentage", "variant", "run_at", "note"}),
-    updatable=frozenset({"status"}),  # pending → cancelled, and nothing else
-    check=check_schedule,
-    actor_on_insert=("created_by_id",),
-)
-
-
 def table_configs() -> list[TableConfig]:
     return [
-        _table(
-            FeatureFlag,
-            FLAG_RULES,
-            delete=False,
-            visible_columns=[
-                FeatureFlag.key,
-                FeatureFlag.name,
-                FeatureFlag.enabled,
-                FeatureFlag.flag_type,
-                FeatureFlag.default_variant,
-                FeatureFlag.rollout_percentage,
-                FeatureFlag.archived,
-                FeatureFlag.version,
-                FeatureFlag.updated_by_id,
-                FeatureFlag.updated_at,
-            ],
-            visible_filters=[FeatureFlag.key, FeatureFlag.enabled, FeatureFlag.archived],
-            menu_group="Feature flags",
-            link_column=FeatureFlag.key,
-            order_by=[OrderBy(FeatureFlag.updated_at, ascending=False)],
-        ),
-        _table(
-            FeatureFlagOverride,
-            FLAG_OVERRIDE_RULES,
-            visible_columns=[
-                FeatureFlagOverride.id,
-                FeatureFlagOverride.flag_id,
-                FeatureFlagOverride.user_id,
-                FeatureFlagOverride.node_id,
-                FeatureFlagOverride.variant,
-                FeatureFlagOverride.reason,
-                FeatureFlagOverride.expires_at,
-                FeatureFlagOverride.created_by_id,
-            ],
-            visible_filters=[
-                FeatureFlagOverride.flag_id,
-                FeatureFlagOverride.user_id,
-                FeatureFlagOverride.node_id,
-            ],
-            menu_group="Feature flags",
-            order_by=[OrderBy(FeatureFlagOverride.id, ascending=False)],
-        ),
-        _table(
-            FeatureFlagRule,
-            RULE_RULES,
-            # No `id`: the list draws the pk only as its link column, else it renders blank.
-            visible_columns=[
-                FeatureFlagRule.name,
-                FeatureFlagRule.flag_id,
-                FeatureFlagRule.position,
-                FeatureFlagRule.segment_id,
-                FeatureFlagRule.conditions,
-                FeatureFlagRule.variant,
-                FeatureFlagRule.split,
-            ],
-            visible_filters=[
-                FeatureFlagRule.flag_id,
-                FeatureFlagRule.name,
-                FeatureFlagRule.segment_id,
-            ],
-            menu_group="Feature flags",
-            link_column=FeatureFlagRule.name,
-            order_by=[OrderBy(FeatureFlagRule.flag_id), OrderBy(FeatureFlagRule.position)],
-        ),
-        _table(
-            Segment,
-            SEGMENT_RULES,
-            visible_columns=[
-                Segment.key,
-                Segment.name,
-                Segment.conditions,
-                Segment.created_by_id,
-                Segment.updated_at,
-            ],
-            visible_filters=[Segment.key, Segment.name],
-            menu_group="Feature flags",
-            link_column=Segment.key,
-            order_by=[OrderBy(Segment.key)],
-        ),
-        _table(
-            FeatureFlagSchedule,
-            SCHEDULE_RULES,
-            delete=False,
-            visible_columns=[
-                FeatureFlagSchedule.id,
-                FeatureFlagSchedule.flag_id,
-                FeatureFlagSchedule.action,
-                FeatureFlagSchedule.rollout_percentage,
-                FeatureFlagSchedule.variant,
-                FeatureFlagSchedule.run_at,
-                FeatureFlagSchedule.status,
-                FeatureFlagSchedule.note,
-                FeatureFlagSchedule.outcome,
-                FeatureFlagSchedule.created_by_id,
-            ],
-            visible_filters=[
-                FeatureFlagSchedule.flag_id,
-                FeatureFlagSchedule.status,
-                FeatureFlagSchedule.action,
-            ],
-            menu_group="Feature flags",
-            order_by=[OrderBy(FeatureFlagSchedule.run_at, ascending=False)],
-        ),
-        _table(
-            FeatureFlagUsage,
-            None,
-            visible_columns=[
-                FeatureFlagUsage.flag_id,
-                FeatureFlagUsage.hour,
-                FeatureFlagUsage.variant,
-                FeatureFlagUsage.evaluations,
-                FeatureFlagUsage.last_evaluated_at,
-            ],
-            visible_filters=[FeatureFlagUsage.flag_id, FeatureFlagUsage.variant],
-            menu_group="Feature flags",
-            order_by=[OrderBy(FeatureFlagUsage.hour, ascending=False)],
-        ),
+        *flag_table_configs(),
         _table(
             HierarchyNode,
             NODE_RULES,
@@ -390,88 +162,3 @@ def build_admin() -> Any:
         '<script defer src="./marketedge/admin.js"></script></head>',
     )
     return AdminAnswers(admin)
-
-
-class WhatUserSees(pydantic.BaseModel):
-    email: str = pydantic.Field(
-        min_length=3, max_length=320, description="The person's e-mail address"
-    )
-
-
-async def what_user_sees(_: Request, data: WhatUserSees) -> str:
-    """Every flag's value and reason for one user, exactly as the API evaluates it.
-
-    The admin shows a form's answer as text; admin.css keeps its columns aligned."""
-    from api.flags.store import evaluate_all
-
-    email = data.email.strip().lower()
-    user = await User.select(User.id).where(User.email == email).first()
-    if user is None:
-        raise ValueError(f"No user has the e-mail {email}.")
-    results = await evaluate_all(int(user["id"]))
-    if not results:
-        return f"{email} sees no feature flags."
-    rows = [
-        (result.key, result.variant or "-", json.dumps(result.value), result.reason.value)
-        for result in results
-    ]
-    return f"{email} sees {len(results)} flags:\n" + text_table(
-        ("flag", "variant", "value", "reason"), rows
-    )
-
-
-def text_table(headings: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    """Columns aligned with spaces, a rule under the headings (admin.css shows it as is)."""
-    widths = [max(len(cell) for cell in column) for column in zip(headings, *rows, strict=True)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
-
-    rule = tuple("-" * width for width in widths)
-    return "\n".join(line(cells).rstrip() for cells in (headings, rule, *rows))
-
-
-WHAT_USER_SEES = FormConfig(
-    name="What a user sees",
-    pydantic_model=WhatUserSees,
-    endpoint=what_user_sees,
-    description="Every feature flag's value and reason for one user, as the API answers them.",
-)
-
-
-class StaleFlags(pydantic.BaseModel):
-    days: int = pydantic.Field(
-        default=30, ge=1, le=3650, description="Not evaluated, or rollout unchanged, this long"
-    )
-
-
-async def list_stale_flags(_: Request, data: StaleFlags) -> str:
-    """The stale-flag candidates, as the admin API lists them."""
-    stale = await stale_flags(data.days)
-    if not stale:
-        return f"No stale flags after {data.days} days."
-    rows = [
-        (
-            flag.key,
-            ", ".join(flag.reasons),
-            flag.last_evaluated_at.strftime("%Y-%m-%d %H:%M")
-            if flag.last_evaluated_at
-            else "never",
-            f"{flag.rollout_percentage} %",
-            flag.rollout_changed_at.strftime("%Y-%m-%d"),
-        )
-        for flag in stale
-    ]
-    headings = ("flag", "why", "last evaluated", "rollout", "rollout since")
-    return f"{len(stale)} stale flags after {data.days} days:\n" + text_table(headings, rows)
-
-
-STALE_FLAGS = FormConfig(
-    name="Stale flags",
-    pydantic_model=StaleFlags,
-    endpoint=list_stale_flags,
-    description=(
-        "Flags not evaluated for N days (never evaluated counts from creation), and flags"
-        " whose rollout has stayed at 0 % or 100 % for N days."
-    ),
-)

@@ -32,22 +32,15 @@ from typing import Any, Protocol
 from litestar.connection import ASGIConnection
 from piccolo.columns import JSON
 from piccolo.table import Table
+from piccolo_admin.endpoints import TableConfig
+from piccolo_api.crud.endpoints import PiccoloCRUD
 from piccolo_api.crud.hooks import Hook, HookType
+from piccolo_api.crud.validators import Validators
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from api.auth.identity import Caller
-from api.flags.rules import (
-    require_variants_unused,
-    validate_flag_changes,
-    validate_override,
-    validate_rule,
-    validate_schedule,
-    validate_schedule_change,
-    validate_segment,
-)
-from api.platform.http.errors import STALE_SAVE, AppError, InvalidInput
-from tables.flags import FeatureFlag
+from api.platform.http.errors import STALE_SAVE, AppError
 
 Values = dict[str, Any]
 
@@ -284,65 +277,42 @@ async def _actor_id(table: type[Table]) -> int | None:
     return int(actor) if actor else None
 
 
-async def _flag_variants(flag_id: Any) -> dict[str, Any]:
-    """The variants of the flag a row names, its row locked: a change of the variants and a
-    write naming one of them never pass each other."""
-    flag = None
-    if isinstance(flag_id, int) and not isinstance(flag_id, bool):
-        flag = (
-            await FeatureFlag.select(FeatureFlag.variants)
-            .where(FeatureFlag.id == flag_id)
-            .lock_rows()
-            .output(load_json=True)
-            .first()
-        )
-    if flag is None:
-        raise InvalidInput("flag_id must name an existing flag", extra={"field": "flag_id"})
-    return dict(flag["variants"])
+def refuse(piccolo_crud: PiccoloCRUD, request: Request) -> None:
+    raise HTTPException(status_code=405, detail="Not allowed in the admin")
 
 
-async def check_flag(changes: Values, row: Values, current: Values | None) -> None:
-    cleaned = validate_flag_changes(changes, current)
-    if current is not None and "variants" in cleaned:
-        await require_variants_unused(current["id"], current["variants"] or {}, cleaned["variants"])
-    changes.update(cleaned)
+def known_order(piccolo_crud: PiccoloCRUD, request: Request) -> None:
+    """`__order` may name the table's columns only (piccolo_api answers 500 otherwise)."""
+    names = {column._meta.name for column in piccolo_crud.table._meta.columns}
+    for part in request.query_params.get("__order", "").split(","):
+        name = part.strip().lstrip("+-")
+        if name and name not in names:
+            raise HTTPException(status_code=400, detail=f"Cannot order by {name!r}")
 
 
-async def check_flag_override(changes: Values, row: Values, current: Values | None) -> None:
-    expires = _utc(row.get("expires_at"))
-    validate_override(
-        user_id=row.get("user_id"),
-        node_id=row.get("node_id"),
-        variant=row.get("variant"),
-        variants=await _flag_variants(row.get("flag_id")),
-        reason=row.get("reason") or "",
-        expires_at=expires if "expires_at" in changes else None,
+def _validators(rules: WriteRules | None, *, delete: bool = True) -> Validators:
+    writes = [] if rules is not None else [refuse]
+    return Validators(
+        get_all=[known_order],
+        post_single=list(writes),
+        patch_single=list(writes),
+        delete_single=[] if delete and rules is not None else [refuse],
+        delete_all=[refuse],
+        put_single=[refuse],
     )
 
 
-async def check_rule(changes: Values, row: Values, current: Values | None) -> None:
-    for values in (changes, row):  # an empty variant box means "no variant"
-        if values.get("variant") == "":
-            values["variant"] = None
-    changes.update(validate_rule(changes, row, await _flag_variants(row.get("flag_id"))))
-
-
-def check_segment(changes: Values, row: Values, current: Values | None) -> None:
-    changes.update(validate_segment(changes))
-
-
-async def check_schedule(changes: Values, row: Values, current: Values | None) -> None:
-    """A new change is checked whole; after that only pending → cancelled."""
-    if current is not None:
-        validate_schedule_change(current["status"], changes)
-        return
-    changes.update(
-        validate_schedule(
-            action=row.get("action"),
-            run_at=_utc(row.get("run_at")),
-            rollout_percentage=row.get("rollout_percentage"),
-            variant=row.get("variant") or None,
-            note=row.get("note") or "",
-            variants=await _flag_variants(row.get("flag_id")),
-        )
+def table_config(
+    table: type[Table],
+    rules: WriteRules | None,
+    *,
+    delete: bool = True,
+    **options: Any,
+) -> TableConfig:
+    """A table of the admin: its write rules' hooks, or none (read-only), and no PUT."""
+    return TableConfig(
+        table,
+        validators=_validators(rules, delete=delete),
+        hooks=rules.hooks() if rules is not None else None,
+        **options,
     )

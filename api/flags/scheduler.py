@@ -25,8 +25,10 @@ from piccolo.columns.combination import WhereRaw
 from piccolo.querystring import QueryString
 
 from api.auth.identity import Caller
+from api.flags.service import CHANNEL
 from api.platform.background import running
 from api.platform.db.audit import record_audit
+from api.platform.db.changes import announce, change_transaction
 from api.platform.db.readiness import DATABASE_ERRORS
 from api.platform.db.sql import engine
 from tables.enums import ScheduleAction, ScheduleStatus
@@ -126,6 +128,7 @@ async def _apply_to_flag(change: dict[str, Any], author: Caller | None) -> None:
         .where(FeatureFlag.id == change["flag_id"])
         .returning(*SNAPSHOT_COLUMNS)
     )
+    announce(CHANNEL)
     await record_audit(
         action=f"feature_flag.scheduled_{action.value}",
         resource_type="feature_flag",
@@ -142,7 +145,8 @@ async def apply_next_due_change(
     """Claim the earliest due pending change that no other transaction holds (ids in `skip`
     aside), apply it and record its status, all in one transaction; None when none is due.
     The claimed id is appended to `claimed` first, so a caller knows it even on error."""
-    async with engine().transaction() as transaction:
+    # change_transaction: this process's flag cache gets the change at commit (announce).
+    async with change_transaction(), engine().transaction() as transaction:
         query = (
             FeatureFlagSchedule.select(
                 FeatureFlagSchedule.id,

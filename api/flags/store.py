@@ -74,7 +74,7 @@ RULE_COLUMNS = (
 )
 
 
-class UserFlags(NamedTuple):
+class FlagResults(NamedTuple):
     """One user's evaluated flags, encoded once for both the REST list and OFREP bulk.
 
     Only bytes and numbers, so that a full cache costs the garbage collector nothing."""
@@ -87,7 +87,7 @@ class UserFlags(NamedTuple):
     """What a request serving these counts as evaluated (api/flags/usage.py)."""
 
 
-def encode_user_flags(results: list[Evaluation], until: float) -> UserFlags:
+def encode_user_flags(results: list[Evaluation], until: float) -> FlagResults:
     features = msgspec.json.encode(
         {
             "flags": [
@@ -112,7 +112,7 @@ def encode_user_flags(results: list[Evaluation], until: float) -> UserFlags:
     )
     etag = b'"' + hashlib.sha256(ofrep).hexdigest()[:32].encode() + b'"'
     variant_set = usage.variant_set((e.flag_id, e.variant) for e in results)
-    return UserFlags(until, features, ofrep, etag, variant_set)
+    return FlagResults(until, features, ofrep, etag, variant_set)
 
 
 class FlagCache:
@@ -122,7 +122,7 @@ class FlagCache:
         self._stale = True
         self._lock = asyncio.Lock()
         self._reload: asyncio.Task[dict[str, FlagDefinition]] | None = None
-        self.results: BoundedCache[tuple[int, int | None], UserFlags] = BoundedCache(RESULT_LIMIT)
+        self.results: BoundedCache[tuple[int, int | None], FlagResults] = BoundedCache(RESULT_LIMIT)
         self.generation = 0
         """Moves on every invalidation: results computed across one are not kept."""
 
@@ -131,7 +131,7 @@ class FlagCache:
         self.generation += 1
         self.results.clear()
 
-    def cached_results(self, user_id: int, node_id: int | None) -> UserFlags | None:
+    def cached_results(self, user_id: int, node_id: int | None) -> FlagResults | None:
         """A user's evaluated flags, trusted only while change notices are arriving."""
         if not listener.connected or self._stale:
             return None
@@ -141,7 +141,7 @@ class FlagCache:
         return entry
 
     def keep_results(
-        self, user_id: int, node_id: int | None, flags: UserFlags, generation: int
+        self, user_id: int, node_id: int | None, flags: FlagResults, generation: int
     ) -> None:
         if not listener.connected or generation != self.generation:
             return
@@ -346,7 +346,7 @@ async def _evaluate_all(
 
 async def user_flags(
     user_id: int, node_id: int | None = None, attributes: Mapping[str, Any] | None = None
-) -> UserFlags:
+) -> FlagResults:
     """Every non-archived flag for the user, encoded; kept per (user, node) until a change
     notice or the time `_evaluate_all` gives, in a bounded LRU. Results for a request with
     its own context attributes depend on them, so they are computed afresh, not kept."""

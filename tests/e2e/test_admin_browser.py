@@ -276,7 +276,7 @@ def test_a_flag_is_switched_off_and_on_in_its_edit_form(site: Site, admin: Admin
     admin.save()
     assert eventually(lambda: flag("team-sharing")["enabled"] is False)
     assert sees(uma, base, "team-sharing", (False, "DISABLED"))
-    assert audited_by_admin("feature_flag.update", flag("team-sharing")["id"])
+    assert audited_by_admin("feature_flag.updated", "team-sharing")
 
     admin.open_row("Feature Flags", by="key", link_text="team-sharing")
     admin.choose("enabled", "true")
@@ -321,7 +321,7 @@ def test_a_flag_is_created_renamed_archived_and_unarchived(
     admin_id = query("SELECT id FROM users WHERE email = $1", PEOPLE["admin"])[0]["id"]
     assert created[0]["created_by_id"] == admin_id
     assert sees(uma, base, "browser-made", (True, "DEFAULT"))
-    assert audited_by_admin("feature_flag.insert", created[0]["id"])
+    assert audited_by_admin("feature_flag.created", "browser-made")
 
     admin.open_row("Feature Flags", by="key", link_text="browser-made")
     admin.type_into("name", "Renamed in the browser")
@@ -353,7 +353,7 @@ def test_a_user_override_is_added_given_an_expiry_and_deleted(
     assert "Successfully" in admin.create()
     assert sees(uma, base, "custom-branding", (True, "TARGETING_MATCH"))
     made = query("SELECT id FROM feature_flag_overrides WHERE reason = 'pilot for Uma'")[0]["id"]
-    assert audited_by_admin("feature_flag_override.insert", made)
+    assert audited_by_admin("feature_flag_override.created", made)
 
     admin.open_row("Feature Flag Overrides", "pilot for Uma")
     admin.expiry("Expires At", "2031-06-01T12:00:00")
@@ -371,8 +371,8 @@ def test_a_user_override_is_added_given_an_expiry_and_deleted(
     admin.delete_row()
     assert sees(uma, base, "custom-branding", (False, "DEFAULT"))
     assert not query("SELECT 1 FROM feature_flag_overrides WHERE reason = 'pilot for Uma'")
-    assert audited_by_admin("feature_flag_override.update", made)
-    assert audited_by_admin("feature_flag_override.delete", made)
+    assert audited_by_admin("feature_flag_override.updated", made)
+    assert audited_by_admin("feature_flag_override.deleted", made)
 
 
 def test_a_node_override_is_added_given_an_expiry_and_deleted(
@@ -524,15 +524,15 @@ def test_the_audit_log_reads_who_changed_what_and_offers_no_writes(admin: Admin)
     admin.open_row("Feature Flags", by="key", link_text="export-pdf")
     admin.choose("enabled", "true")
     admin.save()
-    assert eventually(lambda: audited_by_admin("feature_flag.update", flag("export-pdf")["id"]))
+    assert eventually(lambda: audited_by_admin("feature_flag.updated", "export-pdf"))
     admin.menu("Audit Logs")
-    admin.filter("resource_id", str(flag("export-pdf")["id"]))
+    admin.filter("resource_id", "export-pdf")
     listing = admin.row("enabled: false → true").inner_text()
-    assert "feature_flag.update" in listing
+    assert "feature_flag.updated" in listing
     assert "admin@marketedge.example" in listing
     assert admin.page.locator("a.button", has_text=re.compile("add row", re.I)).is_hidden()
 
-    admin.page.locator("table a", has_text="feature_flag.update").first.click()
+    admin.page.locator("table a", has_text="feature_flag.updated").first.click()
     admin.page.wait_for_selector("h1:has-text('View')")
     assert admin.page.locator("[data-uitest=save_button]").is_hidden()
     assert admin.page.locator("[data-uitest=drop_down_button]").is_hidden()
@@ -567,7 +567,7 @@ def test_a_string_flag_with_three_variants_is_made_in_the_form(
     assert json.loads(made[0]["variants"]) == COLOURS
     assert made[0]["flag_type"] == "string"
     assert sees(uma, base, "banner-colour", ("#0f0", "DEFAULT"))
-    assert audited_by_admin("feature_flag.insert", made[0]["id"])
+    assert audited_by_admin("feature_flag.created", "banner-colour")
     # A weighted split of the rollout, typed into the flag's own form: all weight on red.
     admin.open_row("Feature Flags", "banner-colour", by="key")
     admin.type_into("rollout_split", json.dumps({"pink": 1}))
@@ -599,13 +599,13 @@ def test_a_rule_on_the_organisations_plan_is_added(site: Site, admin: Admin, uma
     assert sees(uma, base, "banner-colour", ("#f00", "TARGETING_MATCH"))
     rule = query("SELECT * FROM feature_flag_rules WHERE name = 'enterprise-red'")[0]
     assert json.loads(rule["conditions"]) == [plan]
-    assert audited_by_admin("feature_flag_rule.insert", rule["id"])
+    assert audited_by_admin("feature_flag_rule.created", rule["id"])
     # Found again in the rules' list, opened by its name, and pointed at another variant.
     admin.open_row("Feature Flag Rules", "enterprise-red")
     admin.type_into("variant", "blue")
     assert "Successfully" in admin.save()
     assert sees(uma, base, "banner-colour", ("#00f", "TARGETING_MATCH"))
-    assert audited_by_admin("feature_flag_rule.update", rule["id"])
+    assert audited_by_admin("feature_flag_rule.updated", rule["id"])
 
 
 def test_a_segment_is_made_and_used_by_a_rule(site: Site, admin: Admin, uma: Any) -> None:
@@ -617,7 +617,7 @@ def test_a_segment_is_made_and_used_by_a_rule(site: Site, admin: Admin, uma: Any
     admin.type_into("conditions", json.dumps([domain]))
     assert "Successfully" in admin.create()
     segment = eventually(lambda: query("SELECT * FROM segments WHERE key = 'acme-people'"))[0]
-    assert audited_by_admin("segment.insert", segment["id"])
+    assert audited_by_admin("segment.created", segment["id"])
 
     admin.add_row("Feature Flag Rules")
     admin.pick("Flag Id", "banner", "banner-colour")
@@ -630,7 +630,7 @@ def test_a_segment_is_made_and_used_by_a_rule(site: Site, admin: Admin, uma: Any
     assert sees(uma, base, "banner-colour", ("#00f", "TARGETING_MATCH"))
     rule = query("SELECT * FROM feature_flag_rules WHERE name = 'acme-blue'")[0]
     assert rule["segment_id"] == segment["id"]
-    assert audited_by_admin("feature_flag_rule.insert", rule["id"])
+    assert audited_by_admin("feature_flag_rule.created", rule["id"])
 
 
 def test_an_override_names_one_of_the_flags_variants(site: Site, admin: Admin, uma: Any) -> None:
@@ -647,7 +647,7 @@ def test_an_override_names_one_of_the_flags_variants(site: Site, admin: Admin, u
     assert sees(uma, base, "banner-colour", ("#0f0", "TARGETING_MATCH"))
     made = query("SELECT * FROM feature_flag_overrides WHERE reason = 'Uma likes green'")[0]
     assert made["variant"] == "green"
-    assert audited_by_admin("feature_flag_override.insert", made["id"])
+    assert audited_by_admin("feature_flag_override.created", made["id"])
 
 
 def test_a_change_is_scheduled_and_cancelled(admin: Admin) -> None:
@@ -664,7 +664,7 @@ def test_a_change_is_scheduled_and_cancelled(admin: Admin) -> None:
     assert (made["status"], made["variant"], made["run_at"].year) == ("pending", "red", 2031)
     admin_id = query("SELECT id FROM users WHERE email = $1", PEOPLE["admin"])[0]["id"]
     assert made["created_by_id"] == admin_id
-    assert audited_by_admin("feature_flag_schedule.insert", made["id"])
+    assert audited_by_admin("feature_flag_schedule.created", made["id"])
 
     admin.open_row("Feature Flag Schedules", "spring campaign")
     admin.choose("status", "cancelled")
@@ -675,7 +675,7 @@ def test_a_change_is_scheduled_and_cancelled(admin: Admin) -> None:
             == [{"status": "cancelled"}]
         )
     )
-    assert audited_by_admin("feature_flag_schedule.update", made["id"])
+    assert audited_by_admin("feature_flag_schedule.cancelled", made["id"])
     assert flag("banner-colour")["default_variant"] == "green"
 
 

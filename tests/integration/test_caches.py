@@ -11,7 +11,7 @@ import pytest
 
 from api.auth.identity import Caller
 from api.auth.sessions import CACHE_LIMIT, hash_token, load_session, session_cache
-from api.flags.store import RESULT_LIMIT, UserFlags, flag_cache
+from api.flags.store import RESULT_LIMIT, FlagResults, flag_cache
 from api.hierarchy.me_cache import ME_LIMIT, me_cache
 from api.platform.config import get_settings
 from api.platform.db.changes import listener
@@ -39,7 +39,7 @@ def test_caches_stay_bounded_with_100k_distinct_users(listening: None) -> None:
         session_cache.put(f"token-{user}", caller)
         session_cache.answers.put(user, (caller, b"{}"))
         flag_cache.keep_results(
-            user, None, UserFlags(1e12, b"", b"", b"", b"[]"), flag_cache.generation
+            user, None, FlagResults(1e12, b"", b"", b"", b"[]"), flag_cache.generation
         )
         me_cache.put(caller, 1e12, b"{}", me_cache.generation)
     assert len(session_cache) == CACHE_LIMIT <= USERS
