@@ -38,6 +38,7 @@ from starlette.requests import Request
 
 from api.auth.identity import Caller
 from api.flags.rules import (
+    require_flag_pattern_budget,
     require_variants_unused,
     validate_flag_changes,
     validate_override,
@@ -325,6 +326,8 @@ async def check_rule(changes: Values, row: Values, current: Values | None) -> No
         if values.get("variant") == "":
             values["variant"] = None
     changes.update(validate_rule(changes, row, await _flag_variants(row.get("flag_id"))))
+    rule_id = current.get("id") if current else None
+    await require_flag_pattern_budget(row.get("flag_id"), rule_id, changes.get("conditions"))
 
 
 def check_segment(changes: Values, row: Values, current: Values | None) -> None:

@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody
 from api.auth.identity import Caller
 from api.flags.admin_shared import Flag, given_fields, load_flag, read_json
 from api.flags.rules import (
+    require_flag_pattern_budget,
     validate_rule,
     validate_segment,
 )
@@ -168,6 +169,7 @@ async def create_rule(
     ) as change:
         flag = await load_flag(key, lock=True)
         cleaned = validate_rule(fields, fields, flag.variants)
+        await require_flag_pattern_budget(flag.id, None, cleaned.get("conditions"))
         await _require_segment(cleaned["segment_id"])
         row = FeatureFlagRule(**cleaned, flag_id=flag.id, created_by_id=caller.user_id)
         try:
@@ -199,6 +201,7 @@ async def update_rule(
         flag = await load_flag(key, lock=True)
         before = change.before = await _load_rule(flag, rule_id, lock=True)
         cleaned = validate_rule(changes, {**msgspec.to_builtins(before), **changes}, flag.variants)
+        await require_flag_pattern_budget(flag.id, rule_id, cleaned.get("conditions"))
         if "segment_id" in cleaned:
             await _require_segment(cleaned["segment_id"])
         if not cleaned:
