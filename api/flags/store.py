@@ -109,9 +109,18 @@ class UserFlags(NamedTuple):
 _encode = msgspec.json.encode
 
 
-def _answer(e: Evaluation) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """The evaluation's entries in the features list and in OFREP bulk, as pieces shared
-    through its flag definition: whole entries when few, else the encoded value."""
+Answer = tuple[tuple[bytes, ...], tuple[bytes, ...], bytes]
+"""An evaluation's entry in the features list and in OFREP bulk (as pieces), and a digest
+of the OFREP entry for the ETag."""
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:16]
+
+
+def _answer(e: Evaluation) -> Answer:
+    """The evaluation's entries, as pieces shared through its flag definition: whole
+    entries when few, else the encoded value; so the ETag hashes digests, not values."""
     flag = e.flag
     if flag is None:
         features = _encode(
@@ -126,15 +135,17 @@ def _answer(e: Evaluation) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
                 "metadata": e.metadata,
             }
         )
-        return (features,), (ofrep,)
+        return (features,), (ofrep,), _digest(ofrep)
     memo = flag.encoded
     key = (e.variant, e.reason, tuple(e.metadata.items()))
     found = memo.get(key)
     if found is not None:
         return found  # type: ignore[no-any-return]
-    value = memo.get(e.variant)
-    if value is None:
-        value = memo[e.variant] = _encode(e.value)
+    value, value_digest = memo.get(e.variant) or (b"", b"")
+    if not value:
+        value = _encode(e.value)
+        value_digest = _digest(value)
+        memo[e.variant] = (value, value_digest)
     head = b"".join((b'{"key":', _encode(e.key), b',"value":'))
     features_tail = b"".join(
         (b',"variant":', _encode(e.variant), b',"reason":', _encode(e.reason.value), b"}")
@@ -150,11 +161,12 @@ def _answer(e: Evaluation) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
             b"}",
         )
     )
+    digest = _digest(head + value_digest + ofrep_tail)
     if len(memo) < FRAGMENT_LIMIT:
-        answer = ((head + value + features_tail,), (head + value + ofrep_tail,))
+        answer = ((head + value + features_tail,), (head + value + ofrep_tail,), digest)
         memo[key] = answer
         return answer
-    return (head, value, features_tail), (head, value, ofrep_tail)
+    return (head, value, features_tail), (head, value, ofrep_tail), digest
 
 
 def _interned(parts: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -170,16 +182,17 @@ def _interned(parts: tuple[bytes, ...]) -> tuple[bytes, ...]:
 def encode_user_flags(results: list[Evaluation], until: float) -> UserFlags:
     features_parts: list[bytes] = []
     ofrep_parts: list[bytes] = []
+    digests: list[bytes] = []
     for evaluation in results:
-        features, ofrep = _answer(evaluation)
+        features, ofrep, digest = _answer(evaluation)
         features_parts.extend(features)
         ofrep_parts.extend(ofrep)
-    flags = UserFlags(
-        until, _interned(tuple(features_parts)), _interned(tuple(ofrep_parts)), b"", b""
-    )
-    etag = b'"' + hashlib.sha256(flags.ofrep_json).hexdigest()[:32].encode() + b'"'
+        digests.append(digest)
+    etag = b'"' + hashlib.sha256(b"".join(digests)).hexdigest()[:32].encode() + b'"'
     variant_set = usage.variant_set((e.flag_id, e.variant) for e in results)
-    return flags._replace(etag=etag, variant_set=variant_set)
+    return UserFlags(
+        until, _interned(tuple(features_parts)), _interned(tuple(ofrep_parts)), etag, variant_set
+    )
 
 
 class FlagCache:
