@@ -131,7 +131,7 @@ async def test_huge_numbers_are_refused_on_write(client: httpx.AsyncClient) -> N
     rollout = flag(rollout_percentage=HUGE)
     refused(await post(client, admin, ADMIN, rollout), "rollout_percentage", "0 and 100")
 
-    key = (await post(client, admin, ADMIN, flag()))
+    key = await post(client, admin, ADMIN, flag())
     assert key.status_code == 201, key.text
     rules = f"{ADMIN}/{key.json()['key']}/rules"
     for operator in ("gt", "in"):
@@ -154,7 +154,9 @@ async def test_costly_patterns_are_refused_naming_the_limit(client: httpx.AsyncC
         return [{"attribute": "context.q", "operator": "matches", "values": list(patterns)}]
 
     costly = {"name": "costly", "variant": "on", "conditions": matching(*[COSTLY] * 10)}
-    refused(await post(client, admin, rules, costly), "conditions", f"{MAX_PATTERN_PROGRAM} per pattern")
+    refused(
+        await post(client, admin, rules, costly), "conditions", f"{MAX_PATTERN_PROGRAM} per pattern"
+    )
     together = {"name": "together", "variant": "on", "conditions": matching(*[AT_LIMIT] * 3)}
     refused(await post(client, admin, rules, together), "conditions",
             f"{MAX_CONDITIONS_PROGRAM} per rule or segment")  # fmt: skip
@@ -162,7 +164,9 @@ async def test_costly_patterns_are_refused_naming_the_limit(client: httpx.AsyncC
         fits = {"name": f"fits{n}", "variant": "on", "conditions": matching(AT_LIMIT, AT_LIMIT)}
         assert (await post(client, admin, rules, fits)).status_code == 201
     one_more = {"name": "one-more", "variant": "on", "conditions": matching(AT_LIMIT)}
-    refused(await post(client, admin, rules, one_more), "conditions", f"{MAX_FLAG_PROGRAM} per flag")
+    refused(
+        await post(client, admin, rules, one_more), "conditions", f"{MAX_FLAG_PROGRAM} per flag"
+    )
     segment = {"key": unique("s"), "name": "s", "conditions": matching(*[AT_LIMIT] * 3)}
     refused(await post(client, admin, SEGMENTS, segment), "conditions", "per rule or segment")
 

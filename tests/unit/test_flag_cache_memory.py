@@ -18,7 +18,7 @@ from api.platform.cache import BoundedCache
 USERS = 100_000
 FLAGS = 20
 MEMORY_LIMIT_MB = 100
-"""Documented in docs/FLAGS.md: 100,000 cached users × 20 flags at the size limits."""
+"""Documented in docs/FLAGS.md: 100,000 cached users, 20 flags at the size limits."""
 
 
 def largest_flag(number: int) -> FlagDefinition:
@@ -28,8 +28,13 @@ def largest_flag(number: int) -> FlagDefinition:
     variants = {name: {"flag": number, "name": name, "blob": blob} for name in ("a", "b", "c")}
     split = {"a": 1, "b": 1, "c": 1}
     checked = validate_definition(
-        {"flag_type": "object", "variants": variants, "default_variant": "a",
-         "off_variant": "b", "rollout_split": split}  # fmt: skip
+        {
+            "flag_type": "object",
+            "variants": variants,
+            "default_variant": "a",
+            "off_variant": "b",
+            "rollout_split": split,
+        }
     )
     assert encoded_size(variants) <= MAX_DEFINITION_BYTES
     return FlagDefinition(
