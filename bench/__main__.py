@@ -1,12 +1,12 @@
 """`python -m bench [--quick]`: real traffic (wrk, one user and 5,000 users), the
-permission checks at 10k and 100k nodes, and the event-loop time of a flag-usage flush;
-prints the tables. Exits 1 if a target is missed."""
+permission checks at 10k and 100k nodes, the event-loop time of a flag-usage flush, and
+/health under costly patterns (bench.regex); prints the tables. Exits 1 if a target is missed."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import permissions, traffic, usage_flush
+from bench import permissions, regex, traffic, usage_flush
 from bench.common import print_table
 
 
@@ -21,7 +21,10 @@ def main() -> int:
     print()
     flush = usage_flush.run()
     print_table(flush)
-    return 0 if met and flush[0].value <= usage_flush.TARGET_MS else 1
+    print("running bench.regex ...", file=sys.stderr, flush=True)
+    print()
+    patterns_met = regex.main(["--quick"] if quick else [])
+    return 0 if met and patterns_met and flush[0].value <= usage_flush.TARGET_MS else 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ a lookup that answers MISSING for an absent one, and an absent attribute never m
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,14 @@ from typing import Any, Final
 
 import re2
 import semver
+
+from api.flags.bounds import (
+    EVALUATION_PROGRAM_BUDGET,
+    INTEGER_LIMIT,
+    MAX_CONDITIONS_PROGRAM,
+    MAX_PATTERN_PROGRAM,
+    finite_number,
+)
 
 MAX_VALUES = 1000
 MAX_PATTERN = 500
@@ -41,28 +48,43 @@ class ConditionError(ValueError):
     """A condition that cannot be compiled; str() is the sentence shown to the editor."""
 
 
+class MatchBudget:
+    """The RE2 program size one evaluation may still spend on `matches` conditions
+    (docs/FLAGS.md, Limits): what bounds the time a request holds the event loop."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int = EVALUATION_PROGRAM_BUDGET) -> None:
+        self.left = left
+
+
 def _text(value: Any) -> str | None:
+    """The value as text; numbers out of range (a 400-digit integer) have none."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float) and math.isfinite(value):
-        return str(value)
-    return None
+    if finite_number(value) is None:
+        return None
+    return str(value)
+
+
+NUMBER_TEXT = 40
+"""Longer text is not read as a number (no float() on a 4,000-digit string)."""
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+    """The value as a number in range: ints within ±(2**63 - 1), finite floats, or short
+    ASCII text of one (`float()` alone would also read "١٢" or "1e400")."""
     if isinstance(value, str):
+        if len(value) > NUMBER_TEXT or not value.isascii():
+            return None
         try:
             number = float(value)
         except ValueError:
             return None
-        return number if math.isfinite(number) else None
-    return None
+        return finite_number(number)
+    return finite_number(value)
 
 
 def _version(value: Any) -> semver.Version | None:
@@ -76,9 +98,9 @@ def _version(value: Any) -> semver.Version | None:
 
 def _instant(value: Any) -> float | None:
     """Epoch seconds from an ISO 8601 date/time (UTC without offset) or a number."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if math.isfinite(value) else None
     if not isinstance(value, str):
+        return finite_number(value)
+    if not value.isascii():
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -112,10 +134,20 @@ class Condition:
     operator: str
     test: Callable[[Any], bool]
     """Applied to the attribute's value (never MISSING)."""
+    cost: int = 0
+    """RE2 program size of a `matches` condition's patterns; 0 for the others."""
 
-    def holds(self, lookup: Lookup) -> bool:
+    def holds(self, lookup: Lookup, budget: MatchBudget | None = None) -> bool:
+        """Whether the condition holds; a `matches` condition the evaluation's budget
+        cannot pay for does not."""
         value = lookup(self.attribute)
-        return value is not MISSING and value is not None and self.test(value)
+        if value is MISSING or value is None:
+            return False
+        if self.cost and budget is not None:
+            if budget.left < self.cost:
+                return False
+            budget.left -= self.cost
+        return self.test(value)
 
 
 def _text_test(op: str, values: tuple[str, ...]) -> Callable[[Any], bool]:
@@ -162,6 +194,9 @@ def _compile_one(position: int, raw: Any) -> Condition:
         raise ConditionError(f"{where}: values must be a list of 1 to {MAX_VALUES} entries")
     if op in SINGLE_VALUE and len(values) != 1:
         raise ConditionError(f"{where}: {op} takes exactly one value")
+    if op == "matches":
+        test, cost = _matches_test(where, values)
+        return Condition(attribute, op, test, cost)
     return Condition(attribute, op, _test(where, op, values))
 
 
@@ -169,12 +204,16 @@ def _test(where: str, op: str, values: list[Any]) -> Callable[[Any], bool]:
     if op in TEXT_OPERATORS:
         texts = tuple(_text(v) for v in values)
         if any(t is None or isinstance(v, bool) for t, v in zip(texts, values, strict=True)):
-            raise ConditionError(f"{where}: {op} compares text; give strings or numbers")
+            raise ConditionError(
+                f"{where}: {op} compares text; give strings or numbers (within ±{INTEGER_LIMIT})"
+            )
         return _text_test(op, tuple(t for t in texts if t is not None))
     if op in NUMBER_OPERATORS:
         bound = _number(values[0]) if not isinstance(values[0], str) else None
         if bound is None:
-            raise ConditionError(f"{where}: {op} needs a number")
+            raise ConditionError(
+                f"{where}: {op} needs a number (finite, integers within ±{INTEGER_LIMIT})"
+            )
         compare = _ORDER[op]
         return lambda value: (n := _number(value)) is not None and compare(n, bound)
     if op in SEMVER_OPERATORS:
@@ -188,25 +227,37 @@ def _test(where: str, op: str, values: list[Any]) -> Callable[[Any], bool]:
             raise ConditionError(f"{where}: {values[0]!r} is not an ISO 8601 date or time")
         compare = _ORDER[op]
         return lambda value: (t := _instant(value)) is not None and compare(t, instant)
-    # matches
+    raise ConditionError(f"{where}: operator {op!r} is not one of {', '.join(OPERATORS)}")
+
+
+def _matches_test(where: str, values: list[Any]) -> tuple[Callable[[Any], bool], int]:
+    """The test of a `matches` condition and its cost (the patterns' RE2 program size),
+    each pattern within MAX_PATTERN_PROGRAM."""
     patterns = []
     for value in values:
         if not isinstance(value, str) or not 1 <= len(value) <= MAX_PATTERN:
             raise ConditionError(f"{where}: a pattern is text of 1 to {MAX_PATTERN} characters")
         try:
-            patterns.append(re2.compile(value, _RE2_OPTIONS))
+            pattern = re2.compile(value, _RE2_OPTIONS)
         except re2.error as error:
             detail = error.args[0] if error.args else b""
             reason = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
             raise ConditionError(f"{where}: {value!r} is not a valid pattern ({reason})") from None
+        size = max(pattern.programsize, pattern.reverseprogramsize)
+        if size > MAX_PATTERN_PROGRAM:
+            raise ConditionError(
+                f"{where}: {value!r} is too costly to match (RE2 program size {size}; the"
+                f" limit is {MAX_PATTERN_PROGRAM} per pattern)"
+            )
+        patterns.append((pattern, size))
 
     def matches(value: Any) -> bool:
         text = _text(value)
         if text is None or len(text) > MAX_MATCH_TEXT:
             return False
-        return any(p.search(text) is not None for p in patterns)
+        return any(p.search(text) is not None for p, _ in patterns)
 
-    return matches
+    return matches, sum(size for _, size in patterns)
 
 
 def compile_conditions(raw: Any) -> tuple[Condition, ...]:
@@ -215,7 +266,18 @@ def compile_conditions(raw: Any) -> tuple[Condition, ...]:
         raise ConditionError("conditions must be a list")
     if len(raw) > 50:
         raise ConditionError("a rule or segment has at most 50 conditions")
-    return tuple(_compile_one(i, item) for i, item in enumerate(raw, start=1))
+    conditions = tuple(_compile_one(i, item) for i, item in enumerate(raw, start=1))
+    if (total := pattern_cost(conditions)) > MAX_CONDITIONS_PROGRAM:
+        raise ConditionError(
+            f"the patterns are too costly to match together (RE2 program size {total}; the"
+            f" limit is {MAX_CONDITIONS_PROGRAM} per rule or segment)"
+        )
+    return conditions
+
+
+def pattern_cost(conditions: tuple[Condition, ...]) -> int:
+    """The RE2 program size of the `matches` conditions among `conditions`."""
+    return sum(c.cost for c in conditions)
 
 
 def dotted(source: Mapping[str, Any] | None, path: str) -> Any:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from api.flags.conditions import MISSING, Condition, dotted
+from api.flags.conditions import MISSING, Condition, MatchBudget, dotted
 
 BUCKETS = 10_000  # 0.01 % resolution
 BOOLEAN_VARIANTS: Mapping[str, Any] = {"on": True, "off": False}
@@ -65,6 +65,9 @@ class FlagDefinition:
     off_variant: str = "off"
     rollout_split: Split | None = None
     rules: tuple[Rule, ...] = ()
+    encoded: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The flag's answers as encoded once and shared by every user's cached result
+    (api/flags/store.py); lives and dies with this definition."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,8 @@ class EvaluationContext:
     organization: Organization | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     """The OFREP evaluation context's own attributes (targetingKey left out)."""
+    budget: MatchBudget = field(default_factory=MatchBudget, compare=False)
+    """What pattern matching may still cost in this evaluation (shared by every flag)."""
 
     def lookup(self, attribute: str) -> Any:
         if attribute.startswith("context."):
@@ -124,6 +129,8 @@ class Evaluation:
     metadata: Mapping[str, str | int] = field(default_factory=dict, compare=False)
     """What decided a TARGETING_MATCH (override, rule, segment); explanatory only."""
     flag_id: int | None = field(default=None, compare=False)
+    flag: FlagDefinition | None = field(default=None, compare=False, repr=False)
+    """The definition served, whose encoded answers a cached result shares."""
 
     @property
     def override_node_id(self) -> int | None:
@@ -162,14 +169,22 @@ def _serve(
     flag: FlagDefinition, variant: str, reason: Reason, metadata: Mapping[str, str | int]
 ) -> Evaluation:
     return Evaluation(
-        flag.key, flag.variants[variant], reason, variant, metadata=metadata, flag_id=flag.id
+        flag.key,
+        flag.variants[variant],
+        reason,
+        variant,
+        metadata=metadata,
+        flag_id=flag.id,
+        flag=flag,
     )
 
 
-def _rule_matches(rule: Rule, lookup: Any) -> bool:
-    if rule.segment is not None and not all(c.holds(lookup) for c in rule.segment.conditions):
+def _rule_matches(rule: Rule, context: EvaluationContext) -> bool:
+    lookup, budget = context.lookup, context.budget
+    segment = rule.segment
+    if segment is not None and not all(c.holds(lookup, budget) for c in segment.conditions):
         return False
-    return all(c.holds(lookup) for c in rule.conditions)
+    return all(c.holds(lookup, budget) for c in rule.conditions)
 
 
 def evaluate_flag(
@@ -203,7 +218,7 @@ def evaluate_flag(
             found: dict[str, str | int] = {"override": "node", "nodeId": node_id}
             return _serve(flag, by_node[node_id].variant, Reason.TARGETING_MATCH, found)
     for rule in flag.rules:
-        if not _rule_matches(rule, context.lookup):
+        if not _rule_matches(rule, context):
             continue
         if rule.split is not None:
             variant = pick_variant(flag.key, context.user_id, rule.split)

@@ -9,14 +9,25 @@ somewhere) are the async functions at the end; everything else is pure.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from api.flags.conditions import ConditionError, compile_conditions
+from api.flags.bounds import (
+    INTEGER_LIMIT,
+    MAX_DEFINITION_BYTES,
+    MAX_FLAG_PROGRAM,
+    MAX_OBJECT_VARIANT_BYTES,
+    MAX_RULE_BYTES,
+    MAX_SEGMENT_BYTES,
+    USER_ID_LIMIT,
+    encoded_size,
+    finite_number,
+    whole_number,
+)
+from api.flags.conditions import ConditionError, compile_conditions, pattern_cost
 from api.hierarchy.rules import invalid as _invalid
 from api.hierarchy.rules import validate_expiry, validate_name
 from api.platform.http.errors import Conflict
@@ -36,7 +47,6 @@ MAX_VARIANTS = 50
 MAX_WEIGHT = 10_000
 MAX_STRING_VALUE = 10_000
 MAX_POSITION = 1_000_000
-INTEGER_LIMIT = 2**63 - 1
 FLAG_TYPES = ", ".join(FlagType)
 ACTIONS = ", ".join(ScheduleAction)
 DEFINITION_FIELDS = ("flag_type", "variants", "default_variant", "off_variant", "rollout_split")
@@ -100,18 +110,12 @@ def _variant_value(flag_type: str, name: str, value: Any) -> Any:
     if flag_type == FlagType.string:
         return value if isinstance(value, str) and len(value) <= MAX_STRING_VALUE else None
     if flag_type == FlagType.integer:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
-            return None
-        number = int(value)
-        return number if abs(number) <= INTEGER_LIMIT else None
+        return whole_number(value, -INTEGER_LIMIT, INTEGER_LIMIT)
     if flag_type == FlagType.float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        real = float(value)
-        return real if math.isfinite(real) else None
-    return value if isinstance(value, dict) else None
+        return finite_number(value)
+    if not isinstance(value, dict) or encoded_size(value) > MAX_OBJECT_VARIANT_BYTES:
+        return None
+    return value
 
 
 TYPE_WORDS = {
@@ -120,6 +124,11 @@ TYPE_WORDS = {
     FlagType.integer: "a whole number",
     FlagType.float: "a number",
     FlagType.object: "a JSON object",
+}
+TYPE_BOUNDS = {
+    FlagType.integer: f" (within ±{INTEGER_LIMIT})",
+    FlagType.float: f" (finite; integers within ±{INTEGER_LIMIT})",
+    FlagType.object: f" (at most {MAX_OBJECT_VARIANT_BYTES // 1024} KiB encoded)",
 }
 
 
@@ -147,7 +156,7 @@ def validate_variants(flag_type: str, variants: Any) -> dict[str, Any]:
             raise _invalid(
                 "variants",
                 f"variants: the value of {name!r} must be {TYPE_WORDS[FlagType(flag_type)]}"
-                f" for a {flag_type} flag",
+                f" for a {flag_type} flag{TYPE_BOUNDS.get(FlagType(flag_type), '')}",
             )
         cleaned[name] = typed
     return cleaned
@@ -168,17 +177,12 @@ def validate_split(split: Any, variants: Mapping[str, Any], field: str) -> dict[
     cleaned: dict[str, int] = {}
     for name, weight in split.items():
         require_variant(name, variants, field)
-        whole = (
-            not isinstance(weight, bool)
-            and isinstance(weight, int | float)
-            and math.isfinite(weight)
-            and float(weight).is_integer()
-        )
-        if not whole or not 0 <= weight <= MAX_WEIGHT:
+        whole = whole_number(weight, 0, MAX_WEIGHT)
+        if whole is None:
             raise _invalid(
                 field, f"{field}: the weight of {name!r} must be a whole number from 0 to 10000"
             )
-        cleaned[name] = int(weight)
+        cleaned[name] = whole
     if sum(cleaned.values()) <= 0:
         raise _invalid(field, f"{field}: the weights must add up to more than 0")
     return cleaned
@@ -190,6 +194,13 @@ def validate_definition(row: Mapping[str, Any]) -> dict[str, Any]:
     flag_type = validate_flag_type(row.get("flag_type"))
     variants = validate_variants(flag_type, row.get("variants"))
     split = row.get("rollout_split")
+    size = encoded_size(variants) + encoded_size(split)
+    if size > MAX_DEFINITION_BYTES:
+        raise _invalid(
+            "variants",
+            f"variants: the variants and rollout split come to {size} bytes encoded; the"
+            f" limit is {MAX_DEFINITION_BYTES // 1024} KiB per flag",
+        )
     return {
         "flag_type": flag_type,
         "variants": variants,
@@ -319,10 +330,8 @@ def validate_override(
     if (user_id is None) == (node_id is None):
         raise _invalid("target", "give exactly one of user_id or node_id")
     for field, value in (("user_id", user_id), ("node_id", node_id)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise _invalid(field, f"{field} must be a positive integer")
+        if value is not None and whole_number(value, 1, USER_ID_LIMIT) is None:
+            raise _invalid(field, f"{field} must be a positive integer (at most {USER_ID_LIMIT})")
     require_variant(variant, variants, "variant")
     if not isinstance(reason, str) or len(reason) > 1000:
         raise _invalid("reason", "reason must be text of at most 1000 characters")
@@ -361,7 +370,7 @@ def _rule_name(value: Any) -> str:
 def _segment_id(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= USER_ID_LIMIT:
         raise _invalid("segment_id", "segment_id must be a positive integer or null")
     return value
 
@@ -398,6 +407,13 @@ def validate_rule(
             cleaned["split"] = checked_split
     elif "split" in changes:
         cleaned["split"] = None
+    size = encoded_size(row.get("conditions")) + encoded_size(split)
+    if size > MAX_RULE_BYTES:
+        raise _invalid(
+            "conditions",
+            f"conditions: the rule's conditions and split come to {size} bytes encoded; the"
+            f" limit is {MAX_RULE_BYTES // 1024} KiB per rule",
+        )
     return cleaned
 
 
@@ -414,7 +430,43 @@ def validate_segment(changes: Mapping[str, Any]) -> dict[str, Any]:
         if field not in cleaners:
             raise _invalid(field, f"{field} cannot be set")
         cleaned[field] = cleaners[field](value)
+    if "conditions" in cleaned and (size := encoded_size(cleaned["conditions"])) > (
+        MAX_SEGMENT_BYTES
+    ):
+        raise _invalid(
+            "conditions",
+            f"conditions: the segment's conditions come to {size} bytes encoded; the limit is"
+            f" {MAX_SEGMENT_BYTES // 1024} KiB per segment",
+        )
     return cleaned
+
+
+async def require_flag_pattern_budget(flag_id: Any, rule_id: int | None, conditions: Any) -> None:
+    """A rule written with `conditions` (None: unchanged) keeps the RE2 program size of all
+    the flag's rules within MAX_FLAG_PROGRAM; `rule_id` is the rule rewritten, if any."""
+    if conditions is None or not isinstance(flag_id, int):
+        return
+    query = FeatureFlagRule.select(FeatureFlagRule.conditions).where(
+        FeatureFlagRule.flag_id == flag_id
+    )
+    if rule_id is not None:
+        query = query.where(FeatureFlagRule.id != rule_id)
+    total = _cost(conditions)
+    for row in await query.output(load_json=True):
+        total += _cost(row["conditions"])
+    if total > MAX_FLAG_PROGRAM:
+        raise _invalid(
+            "conditions",
+            f"conditions: the flag's patterns would be too costly to match together (RE2"
+            f" program size {total}; the limit is {MAX_FLAG_PROGRAM} per flag)",
+        )
+
+
+def _cost(raw: Any) -> int:
+    try:
+        return pattern_cost(compile_conditions(raw))
+    except ConditionError:
+        return 0  # a stored rule that no longer compiles is never served
 
 
 # ---- scheduled changes ---------------------------------------------------------------------

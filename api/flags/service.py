@@ -36,6 +36,7 @@ from api.flags.queries import (
 from api.flags.rules import (
     override_variant,
     require_current_version,
+    require_flag_pattern_budget,
     require_variants_unused,
     validate_flag_changes,
     validate_override,
@@ -278,6 +279,7 @@ async def create_rule(
         row.update(fields)
         row.pop("flag_id", None)
         cleaned = {**row, **validate_rule(row, row, flag.variants)}
+        await require_flag_pattern_budget(flag.id, None, cleaned.get("conditions"))
         await _require_segment(cleaned["segment_id"])
         try:
             rows = await FeatureFlagRule.insert(
@@ -317,6 +319,7 @@ async def update_rule(
         if not cleaned:
             change.skip = True
             return before
+        await require_flag_pattern_budget(flag.id, rule_id, cleaned.get("conditions"))
         if "segment_id" in cleaned:
             await _require_segment(cleaned["segment_id"])
         try:

@@ -74,45 +74,125 @@ RULE_COLUMNS = (
 )
 
 
-class FlagResults(NamedTuple):
-    """One user's evaluated flags, encoded once for both the REST list and OFREP bulk.
+FRAGMENT_LIMIT = 1024
+"""Encoded answers kept per flag definition (by variant, reason and rule or node); past it an
+answer shares only its encoded value."""
+PARTS_LIMIT = 10_000
+"""Distinct result layouts interned, so that users served alike share one tuple."""
+_parts: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
 
-    Only bytes and numbers, so that a full cache costs the garbage collector nothing."""
+
+class FlagResults(NamedTuple):
+    """One user's evaluated flags, for both the REST list and OFREP bulk.
+
+    Held as tuples of encoded pieces that every user served the same answer shares (the
+    flag definition's), so a cached user costs pointers, never a copy of variant values
+    (docs/FLAGS.md, Limits). Only bytes and numbers: a full cache costs the garbage
+    collector nothing."""
 
     until: float
-    features_json: bytes
-    ofrep_json: bytes
+    features_parts: tuple[bytes, ...]
+    ofrep_parts: tuple[bytes, ...]
     etag: bytes
     variant_set: VariantSet
     """What a request serving these counts as evaluated (api/flags/usage.py)."""
 
+    @property
+    def features_json(self) -> bytes:
+        return b"".join((b'{"flags":[', b",".join(self.features_parts), b"]}"))
+
+    @property
+    def ofrep_json(self) -> bytes:
+        return b"".join((b'{"flags":[', b",".join(self.ofrep_parts), b"]}"))
+
+
+_encode = msgspec.json.encode
+
+
+Answer = tuple[tuple[bytes, ...], tuple[bytes, ...], bytes]
+"""An evaluation's entry in the features list and in OFREP bulk (as pieces), and a digest
+of the OFREP entry for the ETag."""
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:16]
+
+
+def _answer(e: Evaluation) -> Answer:
+    """The evaluation's entries, as pieces shared through its flag definition: whole
+    entries when few, else the encoded value; so the ETag hashes digests, not values."""
+    flag = e.flag
+    if flag is None:
+        features = _encode(
+            {"key": e.key, "value": e.value, "variant": e.variant, "reason": e.reason.value}
+        )
+        ofrep = _encode(
+            {
+                "key": e.key,
+                "value": e.value,
+                "reason": e.reason.value,
+                "variant": e.variant,
+                "metadata": e.metadata,
+            }
+        )
+        return (features,), (ofrep,), _digest(ofrep)
+    memo = flag.encoded
+    key = (e.variant, e.reason, tuple(e.metadata.items()))
+    found = memo.get(key)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    value, value_digest = memo.get(e.variant) or (b"", b"")
+    if not value:
+        value = _encode(e.value)
+        value_digest = _digest(value)
+        memo[e.variant] = (value, value_digest)
+    head = b"".join((b'{"key":', _encode(e.key), b',"value":'))
+    features_tail = b"".join(
+        (b',"variant":', _encode(e.variant), b',"reason":', _encode(e.reason.value), b"}")
+    )
+    ofrep_tail = b"".join(
+        (
+            b',"reason":',
+            _encode(e.reason.value),
+            b',"variant":',
+            _encode(e.variant),
+            b',"metadata":',
+            _encode(e.metadata),
+            b"}",
+        )
+    )
+    digest = _digest(head + value_digest + ofrep_tail)
+    if len(memo) < FRAGMENT_LIMIT:
+        answer = ((head + value + features_tail,), (head + value + ofrep_tail,), digest)
+        memo[key] = answer
+        return answer
+    return (head, value, features_tail), (head, value, ofrep_tail), digest
+
+
+def _interned(parts: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    found = _parts.get(parts)
+    if found is not None:
+        return found
+    if len(_parts) >= PARTS_LIMIT:
+        _parts.clear()
+    _parts[parts] = parts
+    return parts
+
 
 def encode_user_flags(results: list[Evaluation], until: float) -> FlagResults:
-    features = msgspec.json.encode(
-        {
-            "flags": [
-                {"key": e.key, "value": e.value, "variant": e.variant, "reason": e.reason.value}
-                for e in results
-            ]
-        }
-    )
-    ofrep = msgspec.json.encode(
-        {
-            "flags": [
-                {
-                    "key": e.key,
-                    "value": e.value,
-                    "reason": e.reason.value,
-                    "variant": e.variant,
-                    "metadata": e.metadata,
-                }
-                for e in results
-            ]
-        }
-    )
-    etag = b'"' + hashlib.sha256(ofrep).hexdigest()[:32].encode() + b'"'
+    features_parts: list[bytes] = []
+    ofrep_parts: list[bytes] = []
+    digests: list[bytes] = []
+    for evaluation in results:
+        features, ofrep, digest = _answer(evaluation)
+        features_parts.extend(features)
+        ofrep_parts.extend(ofrep)
+        digests.append(digest)
+    etag = b'"' + hashlib.sha256(b"".join(digests)).hexdigest()[:32].encode() + b'"'
     variant_set = usage.variant_set((e.flag_id, e.variant) for e in results)
-    return FlagResults(until, features, ofrep, etag, variant_set)
+    return FlagResults(
+        until, _interned(tuple(features_parts)), _interned(tuple(ofrep_parts)), etag, variant_set
+    )
 
 
 class FlagCache:

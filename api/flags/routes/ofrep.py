@@ -17,9 +17,11 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from api.auth.deps import USER_OR_SERVICE, UserOrService
+from api.flags.bounds import USER_ID_LIMIT, ascii_digits
 from api.flags.evaluate import Evaluation
 from api.flags.store import evaluate_one, user_flags
 from api.flags.usage import usage
+from api.platform.http.errors import AppError
 from api.platform.http.responses import EncodedJSON
 
 BULK_CACHE_CONTROL = (b"cache-control", b"private, no-cache")
@@ -82,9 +84,18 @@ async def _subject(request: Request[Any, Any, Any], client: UserOrService) -> Su
                 "INVALID_CONTEXT", "targetingKey may only name the caller", status=403
             )
     assert targeting is not None
-    if not targeting.isdigit() or len(targeting) > 18:
-        raise ContextProblem("INVALID_CONTEXT", "targetingKey must be a user id")
+    if not ascii_digits(targeting) or len(targeting) > 10 or int(targeting) > USER_ID_LIMIT:
+        raise ContextProblem(
+            "INVALID_CONTEXT",
+            f"targetingKey must be a user id (digits 0-9, at most {USER_ID_LIMIT})",
+        )
     return Subject(int(targeting), attributes)
+
+
+def _problem_of(error: AppError) -> ContextProblem:
+    """An error met while evaluating, in OFREP's terms (errorCode, errorDetails)."""
+    code = "INVALID_CONTEXT" if error.status_code in (400, 422) else "GENERAL"
+    return ContextProblem(code, error.detail, error.status_code)
 
 
 def _success(evaluation: Evaluation) -> OfrepResult:
@@ -116,10 +127,12 @@ async def evaluate_flag_ofrep(
 ) -> Response[OfrepResult]:
     try:
         subject = await _subject(request, caller)
-    except ContextProblem as problem:
+        evaluation = await evaluate_one(key, subject.user_id, attributes=subject.attributes)
+    except (ContextProblem, AppError) as error:
+        problem = _problem_of(error) if isinstance(error, AppError) else error
         failure = OfrepResult(key, errorCode=problem.code, errorDetails=problem.details)
-        return Response(failure, status_code=problem.status)
-    evaluation = await evaluate_one(key, subject.user_id, attributes=subject.attributes)
+        headers = error.headers if isinstance(error, AppError) else None
+        return Response(failure, status_code=problem.status, headers=headers)
     if evaluation.error_code:
         missing = OfrepResult(key, errorCode=evaluation.error_code, errorDetails="No such flag")
         return Response(missing, status_code=404)
@@ -144,10 +157,12 @@ async def evaluate_flags_ofrep(
 ) -> Response[OfrepBulk | None]:
     try:
         subject = await _subject(request, caller)
-    except ContextProblem as problem:
+        flags = await user_flags(subject.user_id, attributes=subject.attributes)
+    except (ContextProblem, AppError) as error:
+        problem = _problem_of(error) if isinstance(error, AppError) else error
         failure = OfrepBulk(errorCode=problem.code, errorDetails=problem.details)
-        return Response(failure, status_code=problem.status)
-    flags = await user_flags(subject.user_id, attributes=subject.attributes)
+        headers = error.headers if isinstance(error, AppError) else None
+        return Response(failure, status_code=problem.status, headers=headers)
     usage.count(flags.variant_set)  # a 304 too: the SDK goes on using what it has
     etag = flags.etag.decode()
     if request.headers.get("if-none-match") == etag:
