@@ -49,7 +49,8 @@ class Identity:
 
     subject: str
     email: str | None
-    """Lower-cased; `None` unless the provider says it is verified."""
+    """Lower-cased; `None` unless the provider says it is verified (an unverified address
+    is dropped unchecked: nothing stores or believes it)."""
     name: str
     given_name: str
     family_name: str
@@ -111,13 +112,14 @@ def checked_email(value: str) -> str:
 
 
 def _email(claims: dict[str, Any]) -> str | None:
+    """The verified address, checked whole. An unverified one is never stored nor trusted,
+    so it is dropped whatever its shape (oidc-provider-mock sends the typed subject)."""
     value = claims.get("email")
-    if value is None or value == "":
+    if claims.get("email_verified") is not True or value is None or value == "":
         return None
     if not isinstance(value, str):
         raise _malformed("email", "is not a string")
-    email = checked_email(value)  # checked verified or not: a bad address refuses the login
-    return email if claims.get("email_verified") is True else None
+    return checked_email(value)
 
 
 def read_identity(claims: dict[str, Any]) -> Identity:

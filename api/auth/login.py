@@ -182,12 +182,11 @@ async def complete_login(
 
 def _session_claims(claims: dict[str, Any], identity: Identity) -> dict[str, Any]:
     """The claims kept with the session, so /userinfo is never needed again (F5): the
-    checked identity as the provider sent it, and `auth_time` when it is a plain time."""
+    checked identity as the provider sent it (an e-mail only when verified), and
+    `auth_time` when it is a plain time."""
     kept: dict[str, Any] = {"sub": identity.subject}
-    if isinstance(claims.get("email"), str) and claims["email"]:
-        kept["email"] = claims["email"]  # checked by read_identity
-    if isinstance(claims.get("email_verified"), bool):
-        kept["email_verified"] = claims["email_verified"]
+    if identity.email is not None:
+        kept["email"], kept["email_verified"] = claims["email"], True  # checked whole
     for name in NAME_CLAIMS:
         if getattr(identity, name):
             kept[name] = getattr(identity, name)

@@ -10,12 +10,15 @@ the database's 422.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
+from oidc_provider_mock import run_server_in_thread
 
 from api.app import create_app
 from api.platform.config import get_settings
@@ -129,6 +132,7 @@ BAD_EMAILS = [
     ("Kelvin sign that lowers to k", "john@\u212aontoso.test", MALFORMED),
     ("display name", "John <john@example.test>", MALFORMED),
     ("newline", "john@example.test\nbcc@example.test", MALFORMED),
+    ("not a string", 42, MALFORMED),
 ]  # fmt: skip
 
 
@@ -136,18 +140,28 @@ BAD_EMAILS = [
     ("email", "reason"), [case[1:] for case in BAD_EMAILS], ids=[case[0] for case in BAD_EMAILS]
 )
 async def test_an_email_that_is_not_a_plain_address_within_254_characters_is_refused(
-    rp: httpx.AsyncClient, provider: BadProvider, email: str, reason: str
+    rp: httpx.AsyncClient, provider: BadProvider, email: object, reason: str
 ) -> None:
     before = await written()
     assert_claim_refused(await log_in(rp, provider, email=email), "email", reason)
     assert await written() == before
 
 
-async def test_an_unverified_malformed_email_is_refused_too(
-    rp: httpx.AsyncClient, provider: BadProvider
+@pytest.mark.parametrize("email", ["typed-subject", '"x"@example.test', "a\x00@b.test", 42])
+async def test_an_unverified_address_is_dropped_whatever_it_is(
+    rp: httpx.AsyncClient, provider: BadProvider, email: object
 ) -> None:
-    response = await log_in(rp, provider, email='"x"@example.test', email_verified=False)
-    assert_claim_refused(response, "email", "claim_malformed")
+    """Nothing stores or believes it (oidc-provider-mock sends the typed subject as one)."""
+    sub = unique("unverified")
+    response = await log_in(rp, provider, sub=sub, email=email, email_verified=False)
+    assert response.status_code == 302, response.text
+    assert (await stored(provider, sub) or {"email": "?"})["email"] is None
+    rows = await fetch(
+        "SELECT s.claims FROM user_sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE u.oidc_subject = $1",
+        sub,
+    )
+    assert "email" not in json.loads(rows[0]["claims"])
 
 
 async def test_an_email_at_the_limits_is_stored_whole(
@@ -267,3 +281,40 @@ async def test_a_nul_in_next_is_the_usual_bad_next(rp: httpx.AsyncClient, next_u
     assert response.json()["extra"]["field"] == "next"
     assert PRELOGIN not in response.cookies
     assert SESSION not in response.cookies
+
+
+@pytest.fixture(name="mock_issuer", scope="module")
+def fx_mock_issuer() -> Iterator[str]:
+    with run_server_in_thread() as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+async def test_a_real_provider_verifying_the_long_quoted_address_gets_no_login(
+    mock_issuer: str,
+) -> None:
+    """oidc-provider-mock over HTTP, as a provider that verifies very long addresses would."""
+    domain = f"acme-mock-{uuid.uuid4().hex[:8]}.example"
+    await organization_claiming(domain)
+    attack = '"' + "x" * (319 - len(f"@{domain}")) + f'@{domain}"@attacker.example'
+    profiles = {
+        "mock-attacker": {"email": attack, "email_verified": True},
+        "mock-long-name": {"email": "ok@example.test", "email_verified": True, "name": "n" * 201},
+    }
+    for sub, claims in profiles.items():
+        assert httpx.put(f"{mock_issuer}/users/{sub}", json=claims, timeout=5).status_code == 204
+    settings = replace(get_settings(), oidc_issuer=mock_issuer)
+    transport = httpx.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50022))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as rp:
+
+        async def log_in_as(sub: str) -> httpx.Response:
+            start = await rp.get("/api/v1/auth/login")
+            async with httpx.AsyncClient(timeout=10) as browser:
+                authorized = await browser.post(start.headers["location"], data={"sub": sub})
+            return await rp.get(httpx.URL(authorized.headers["location"]).raw_path.decode())
+
+        before = await written()
+        assert_claim_refused(await log_in_as("mock-attacker"), "email", "claim_too_long")
+        assert_claim_refused(await log_in_as("mock-long-name"), "name", "claim_too_long")
+        assert await written() == before
+        typed = await log_in_as(unique("typed"))  # its e-mail claim is the subject, unverified
+        assert typed.status_code == 302, typed.text
