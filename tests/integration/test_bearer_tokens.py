@@ -19,6 +19,7 @@ from oidc_provider_mock import run_server_in_thread
 from api.app import create_app
 from api.auth.bearer import caller_from_bearer
 from api.auth.identity import Caller, ServiceCaller
+from api.flags.store import flag_cache
 from api.platform.config import Settings, get_settings
 from api.platform.db.sql import fetch
 from tests.integration.test_login import SESSION, assert_refused, callback, start_login
@@ -77,8 +78,10 @@ async def as_person(rp: httpx.AsyncClient, token: str) -> int:
 
 @pytest.fixture(name="target")
 async def fx_target() -> tuple[int, str]:
-    """Whom and what a machine client evaluates: made before the flags are first loaded."""
-    return await make_user(), await make_flag(rollout="100")
+    """Whom and what a machine client evaluates (the flag cache sees the new flag at once)."""
+    target = await make_user(), await make_flag(rollout="100")
+    flag_cache.invalidate()
+    return target
 
 
 async def as_service(rp: httpx.AsyncClient, token: str, target: tuple[int, str]) -> int:
