@@ -24,6 +24,8 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class ServiceCaller:
-    """A machine client holding a bearer token issued to it, not to a person."""
+    """A machine client holding a bearer token issued to it, not to a person: one named in
+    SERVICE_CLIENT_IDS, with the scopes both the token and that list grant it."""
 
     client_id: str
+    scopes: frozenset[str] = frozenset()

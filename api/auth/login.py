@@ -3,16 +3,22 @@
 `state` is bound to the browser by a short-lived SameSite=Lax pre-login cookie; the server
 keeps only hashes of both, and the callback consumes the row with one DELETE, so a state
 (and with it the code) can be used once. Nothing is written for a login that fails.
+
+Every failure is a `LoginFailed` (401, `extra.reason`): a callback whose query carries
+control characters (NUL included), and claims that do not fit where they are kept
+(`api.auth.claims`), are refused like a bad token, never cut to fit.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from api.auth.claims import NAME_CLAIMS, ClaimRefused, Identity, read_identity, storable_text
 from api.auth.oidc import OidcProvider, ProviderUnavailable, TokenRejected
 from api.auth.provisioning import provision_user
 from api.auth.sessions import StartedSession, hash_token, start_session
@@ -23,6 +29,9 @@ from tables.sessions import OidcLoginState
 
 LOGIN_STATE_TTL = timedelta(minutes=10)
 USERINFO_PROFILE_CLAIMS = ("email", "email_verified", "name", "given_name", "family_name")
+PROVIDER_ERROR = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,100}")
+"""An `error` code as RFC 6749 §4.1.2.1 spells them, short enough to repeat whole."""
+MAX_AUTH_TIME = 2**53
 
 
 class LoginFailed(AppError):
@@ -37,7 +46,7 @@ def safe_next(value: str | None, settings: Settings) -> str:
     """A relative path on this site, or a URL on an allowed front-end origin; else 400."""
     if not value:
         return "/"
-    if len(value) > 2000 or any(ch in value for ch in "\\\r\n\t") or value != value.strip():
+    if len(value) > 2000 or "\\" in value or not value.isprintable() or value != value.strip():
         raise BadRequest("`next` is not an acceptable redirect target", extra={"field": "next"})
     parts = urlsplit(value)
     if (
@@ -109,8 +118,12 @@ async def complete_login(
     client_ip: str | None,
     user_agent: str | None,
 ) -> LoginResult:
+    if any(not storable_text(value) for value in params.values()):
+        raise _fail("callback_malformed", "The callback's query carries control characters")
     if "error" in params:
-        raise _fail("provider_error", f"The provider answered: {params['error'][:100]}")
+        error = params["error"]
+        said = f": {error}" if PROVIDER_ERROR.fullmatch(error) else " with an error"
+        raise _fail("provider_error", f"The provider answered{said}")
     state, code = params.get("state"), params.get("code")
     if not state:
         raise _fail("state_missing", "The callback carries no state")
@@ -148,8 +161,12 @@ async def complete_login(
         if userinfo.get("sub") != claims["sub"]:
             raise _fail("userinfo_sub_mismatch", "UserInfo describes another subject")
         claims = {**claims, **{k: userinfo[k] for k in USERINFO_PROFILE_CLAIMS if k in userinfo}}
+    try:
+        identity = read_identity(claims)
+    except ClaimRefused as exc:
+        raise LoginFailed(exc.detail, extra={"reason": exc.reason, "claim": exc.claim}) from None
     async with engine().transaction():
-        user = await provision_user(claims, settings)
+        user = await provision_user(identity, settings)
         if not user.is_active:
             raise Forbidden("This account is deactivated", extra={"reason": "account_disabled"})
         session = await start_session(
@@ -158,12 +175,22 @@ async def complete_login(
             client_ip=client_ip,
             user_agent=user_agent,
             id_token=str(tokens["id_token"]),
-            claims=_session_claims(claims),
+            claims=_session_claims(claims, identity),
         )
     return LoginResult(session, str(login["next_url"]), user.user_id, user.is_super_admin)
 
 
-def _session_claims(claims: dict[str, Any]) -> dict[str, Any]:
-    """The claims kept with the session, so /userinfo is never needed again (F5)."""
-    keep = ("sub", "email", "email_verified", "name", "given_name", "family_name", "auth_time")
-    return {key: claims[key] for key in keep if key in claims}
+def _session_claims(claims: dict[str, Any], identity: Identity) -> dict[str, Any]:
+    """The claims kept with the session, so /userinfo is never needed again (F5): the
+    checked identity as the provider sent it (an e-mail only when verified), and
+    `auth_time` when it is a plain time."""
+    kept: dict[str, Any] = {"sub": identity.subject}
+    if identity.email is not None:
+        kept["email"], kept["email_verified"] = claims["email"], True  # checked whole
+    for name in NAME_CLAIMS:
+        if getattr(identity, name):
+            kept[name] = getattr(identity, name)
+    auth_time = claims.get("auth_time")
+    if type(auth_time) is int and 0 <= auth_time <= MAX_AUTH_TIME:
+        kept["auth_time"] = auth_time
+    return kept

@@ -32,6 +32,8 @@ ALLOWED_ALGORITHMS = (
 )  # fmt: skip
 LEEWAY_SECONDS = 60
 MAX_IAT_AGE_SECONDS = 24 * 3600
+ID_TOKEN_ONLY_CLAIMS = ("nonce", "at_hash", "c_hash")
+"""Claims OpenID Connect defines for ID tokens only: a token carrying one is no access token."""
 DISCOVERY_TTL_SECONDS = 3600.0
 HTTP_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 
@@ -68,6 +70,17 @@ def _unverified_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise TokenRejected("malformed_token", "The token header is not an object")
     return header
+
+
+def token_type(header: dict[str, Any]) -> str | None:
+    """The JOSE `typ`, compared as RFC 7515 §4.1.9 says: case-insensitively, `application/`
+    optional. `None` when the header has none."""
+    typ = header.get("typ")
+    if typ is None:
+        return None
+    if not isinstance(typ, str):
+        raise TokenRejected("wrong_token_type", "The token's `typ` is not a string")
+    return typ.lower().removeprefix("application/")
 
 
 def _decode(token: str, keys: KeySet, kid: object) -> dict[str, Any]:
@@ -192,6 +205,8 @@ class OidcProvider:
 
     async def validate_id_token(self, token: str, *, nonce: str) -> dict[str, Any]:
         claims = await self.verify_signature(token)
+        if token_type(_unverified_header(token)) == "at+jwt":
+            raise TokenRejected("wrong_token_type", "An access token is not an ID token")
         client_id = self.settings.oidc_client_id
         check_time_claims(claims)
         if claims.get("iss") != self.settings.oidc_issuer:
@@ -210,11 +225,21 @@ class OidcProvider:
         return claims
 
     async def validate_access_token(self, token: str) -> dict[str, Any]:
-        """Bearer tokens of API clients: signature, issuer, audience, expiry; no /userinfo."""
+        """Bearer tokens of API clients: signature, issuer, audience, expiry; no /userinfo.
+
+        Only access tokens pass (RFC 9068 §4): `typ` is `at+jwt`, or `JWT` / absent as in
+        Auth0's default token profile, where only the claims tell the two kinds apart; no
+        claim that only ID tokens carry (`nonce`, `at_hash`, `c_hash`); and `aud` names
+        OIDC_AUDIENCE, which configuration keeps distinct from the client id that ID tokens
+        are addressed to."""
         audience = self.settings.oidc_audience
         if audience is None:
             raise TokenRejected("bearer_disabled", "Bearer tokens are not accepted here")
         claims = await self.verify_signature(token)
+        if token_type(_unverified_header(token)) not in (None, "jwt", "at+jwt"):
+            raise TokenRejected("wrong_token_type", "The token is not an access token")
+        if any(name in claims for name in ID_TOKEN_ONLY_CLAIMS):
+            raise TokenRejected("not_an_access_token", "An ID token is not an access token")
         check_time_claims(claims, require_iat=False)
         if claims.get("iss") != self.settings.oidc_issuer:
             raise TokenRejected("wrong_issuer", "The token was issued by another issuer")

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
+from api.auth.claims import Identity
 from api.auth.identity import Caller
 from api.platform.config import Settings
 from api.platform.db.audit import record_audit
@@ -49,19 +49,6 @@ class ProvisionedUser:
     is_active: bool
     is_super_admin: bool
     created: bool
-
-
-def _text(claims: dict[str, Any], name: str, limit: int) -> str:
-    value = claims.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
-
-
-def verified_email(claims: dict[str, Any]) -> str | None:
-    """The claims' e-mail, lower-cased, only when the provider says it is verified."""
-    email = _text(claims, "email", 320).lower()
-    if "@" not in email or claims.get("email_verified") is not True:
-        return None
-    return email
 
 
 async def _take_address(email: str, issuer: str, subject: str) -> None:
@@ -106,20 +93,22 @@ async def _organization_for(email: str | None, settings: Settings) -> int | None
     return None
 
 
-async def provision_user(claims: dict[str, Any], settings: Settings) -> ProvisionedUser:
-    """Create or refresh the user for verified claims. Call inside the login transaction."""
-    email = verified_email(claims)
+async def provision_user(identity: Identity, settings: Settings) -> ProvisionedUser:
+    """Create or refresh the user for verified claims. Call inside the login transaction.
+
+    `identity` was checked whole (`api.auth.claims`): every value is stored as it is."""
+    email, subject = identity.email, identity.subject
     if email is not None:
-        await _take_address(email, settings.oidc_issuer, claims["sub"])
+        await _take_address(email, settings.oidc_issuer, subject)
     try:
         rows = await fetch(
             UPSERT_USER,
             settings.oidc_issuer,
-            claims["sub"],
+            subject,
             email,
-            _text(claims, "name", 200),
-            _text(claims, "given_name", 200),
-            _text(claims, "family_name", 200),
+            identity.name,
+            identity.given_name,
+            identity.family_name,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(
@@ -141,7 +130,7 @@ async def provision_user(claims: dict[str, Any], settings: Settings) -> Provisio
             resource_type="user",
             resource_id=user.user_id,
             actor=actor,
-            after={"email": email, "issuer": settings.oidc_issuer, "subject": claims["sub"]},
+            after={"email": email, "issuer": settings.oidc_issuer, "subject": subject},
         )
         organization = await _organization_for(email, settings)
         if organization is not None:

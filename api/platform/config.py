@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -90,6 +92,11 @@ class Settings:
     """An idle keep-alive connection is closed after this long."""
     max_connections: int = 1_000
     """Connections (or running requests) served at once per process; beyond, 503 + Retry-After."""
+    service_clients: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    """Machine clients (client-credentials tokens) allowed in, each with the scopes it may
+    use (`SERVICE_CLIENT_IDS`); a client not named here gets 401."""
 
     @property
     def through_pooler(self) -> bool:
@@ -174,6 +181,40 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:~-]{1,255}")
+_SCOPE = re.compile(r"[\x21\x23-\x2b\x2d-\x3c\x3e-\x5b\x5d-\x7e]{1,255}")
+"""An RFC 6749 scope-token without the `,` and `=` this syntax separates with."""
+
+
+def _service_clients(env: Mapping[str, str], name: str) -> Mapping[str, frozenset[str]]:
+    """`client=scope scope,other=scope`: comma-separated clients, each `=` its scopes,
+    space-separated. Strict: an empty entry, a client twice or without scopes is an error."""
+    raw = env.get(name, "").strip()
+    clients: dict[str, frozenset[str]] = {}
+    for entry in raw.split(",") if raw else ():
+        if not entry.strip():
+            raise SettingsError(f"{name}: an entry is empty (a stray comma?)")
+        client, equals, scopes = (part.strip() for part in entry.partition("="))
+        if not equals:
+            raise SettingsError(
+                f"{name}: {entry.strip()!r} has no '=' (write client-id=scope scope,other=scope)"
+            )
+        if not _CLIENT_ID.fullmatch(client):
+            raise SettingsError(
+                f"{name}: {client!r} is not a client id (letters, digits and . _ : ~ -)"
+            )
+        if client in clients:
+            raise SettingsError(f"{name}: client {client!r} is listed twice")
+        granted = scopes.split()
+        if not granted:
+            raise SettingsError(f"{name}: client {client!r} lists no scopes")
+        for scope in granted:
+            if not _SCOPE.fullmatch(scope):
+                raise SettingsError(f"{name}: {scope!r} (client {client!r}) is not a scope")
+        clients[client] = frozenset(granted)
+    return MappingProxyType(clients)
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -242,6 +283,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if samesite == "none" and not public_url.startswith("https://"):
         raise SettingsError("SESSION_COOKIE_SAMESITE: 'none' needs an https PUBLIC_URL")
+    if env.get("OIDC_AUDIENCE", "").strip() == env.get("OIDC_CLIENT_ID", "").strip() != "":
+        raise SettingsError("OIDC_AUDIENCE: must differ from OIDC_CLIENT_ID (ID tokens name it)")
     frontends = tuple(
         _origin(item, "FRONTEND_ORIGINS")
         for item in filter(None, (p.strip() for p in env.get("FRONTEND_ORIGINS", "").split(",")))
@@ -276,6 +319,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         body_timeout_seconds=_positive_seconds(env, "BODY_TIMEOUT_SECONDS", 15.0),
         keep_alive_seconds=_positive_seconds(env, "KEEP_ALIVE_SECONDS", 5.0),
         max_connections=_positive_int(env, "MAX_CONNECTIONS", 1_000),
+        service_clients=_service_clients(env, "SERVICE_CLIENT_IDS"),
     )
 
 

@@ -35,7 +35,11 @@ def fx_provider() -> Iterator[BadProvider]:
 @pytest.fixture(name="settings")
 def fx_settings(provider: BadProvider) -> Settings:
     return replace(
-        get_settings(), oidc_issuer=provider.issuer, oidc_client_id=CLIENT_ID, oidc_audience="api"
+        get_settings(),
+        oidc_issuer=provider.issuer,
+        oidc_client_id=CLIENT_ID,
+        oidc_audience="api",
+        service_clients={"reporting-service": frozenset({"flags:read"})},
     )
 
 

@@ -1,8 +1,10 @@
 """An OpenID Provider under the tests' control, serving real HTTP on loopback.
 
 It signs whatever ID token a test asks for — wrong issuer, expired, `alg: none`, HS256
-keyed with the public key, an unknown key id — so the relying party's every check can be
-shown to refuse it. It also checks our PKCE verifier and refuses replayed codes.
+keyed with the public key, an unknown key id, any claims and any `typ` — so the relying
+party's every check can be shown to refuse it. It signs access tokens too, a person's or a
+machine client's own (Auth0's client-credentials shape), for the bearer checks. It also
+checks our PKCE verifier and refuses replayed codes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 
 CLIENT_ID = "marketedge-test"
@@ -46,6 +48,7 @@ class BadProvider:
     publish_unparseable_key: bool = False
     discovery_issuer: str | None = None
     userinfo_sub: str | None = None
+    userinfo_extra: dict[str, Any] = field(default_factory=dict)
     codes: dict[str, IssuedCode] = field(default_factory=dict)
     jwks_fetches: int = 0
     down: bool = False
@@ -72,9 +75,40 @@ class BadProvider:
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not ...}
 
-    def sign(self, claims: dict[str, Any], *, how: str = "rs256") -> str:
+    def access_claims(self, audience: str = "api", **overrides: Any) -> dict[str, Any]:
+        """A person's access token (Auth0's default profile: no nonce, `azp`, `scope`)."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": f"user-{secrets.token_hex(4)}",
+            "aud": [audience, f"{self.issuer}/userinfo"],
+            "azp": CLIENT_ID,
+            "exp": now + 300,
+            "iat": now,
+            "scope": "openid profile email",
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not ...}
+
+    def client_claims(self, client: str, audience: str = "api", **overrides: Any) -> dict[str, Any]:
+        """A machine client's own token, as Auth0 issues it for the client-credentials grant."""
+        return self.access_claims(
+            audience,
+            **{
+                "sub": f"{client}@clients",
+                "aud": audience,
+                "azp": client,
+                "gty": "client-credentials",
+                "scope": "",
+                **overrides,
+            },
+        )
+
+    def sign(self, claims: dict[str, Any], *, how: str = "rs256", typ: str | None = "JWT") -> str:
         if how == "rs256":
-            return jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key)
+            header = {"alg": "RS256", "kid": self.key.kid, **({"typ": typ} if typ else {})}
+            payload = json.dumps(claims).encode()  # ASCII escapes: even lone surrogates go
+            return jws.serialize_compact(header, payload, self.key)
         if how == "no-kid":
             return jwt.encode({"alg": "RS256"}, claims, self.key)
         if how == "no-kid-foreign-key":
@@ -140,7 +174,8 @@ class BadProvider:
         profile = {
             k: v for k, v in self.last_claims.items() if k in ("email", "email_verified", "name")
         }
-        return {**profile, "sub": self.userinfo_sub or self.last_claims.get("sub", "")}
+        sub = self.userinfo_sub or self.last_claims.get("sub", "")
+        return {**profile, **self.userinfo_extra, "sub": sub}
 
 
 @contextmanager

@@ -157,3 +157,47 @@ def test_server_limits_have_safe_defaults_and_come_from_the_environment() -> Non
     for name, bad in (("MAX_HEADER_BYTES", "0"), ("HEADER_TIMEOUT_SECONDS", "-1")):
         with pytest.raises(SettingsError, match=name):
             load_settings({**BASE, name: bad})
+
+
+def test_service_clients_are_an_allow_list_with_their_scopes() -> None:
+    assert dict(load_settings(BASE).service_clients) == {}  # no machine client by default
+    settings = load_settings(
+        {
+            **BASE,
+            "SERVICE_CLIENT_IDS": " ci-deployer=flags:read  flags:write , reporting=flags:read",
+        }
+    )
+    assert dict(settings.service_clients) == {
+        "ci-deployer": frozenset({"flags:read", "flags:write"}),
+        "reporting": frozenset({"flags:read"}),
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("reporting", "has no '='"),
+        ("reporting=", "lists no scopes"),
+        ("=flags:read", "is not a client id"),
+        ("bad client=flags:read", "is not a client id"),
+        ("a=flags:read,a=flags:write", "listed twice"),
+        ("a=flags:read,", "an entry is empty"),
+        ('a=flags:"read"', "is not a scope"),
+        ("a=flags:read=x", "is not a scope"),
+        ("a=flags\\read", "is not a scope"),
+        ("a=fläg", "is not a scope"),
+    ],
+)
+def test_bad_service_clients_name_the_variable(value: str, says: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({**BASE, "SERVICE_CLIENT_IDS": value})
+    message = str(raised.value)
+    assert message.startswith("SERVICE_CLIENT_IDS: ")
+    assert says in message
+    assert "\n" not in message
+
+
+def test_the_api_audience_cannot_be_the_client_id_that_id_tokens_name() -> None:
+    with pytest.raises(SettingsError, match=r"^OIDC_AUDIENCE: "):
+        load_settings({**BASE, "OIDC_AUDIENCE": "client"})
+    assert load_settings({**BASE, "OIDC_AUDIENCE": "https://api.example.com"}).oidc_audience
