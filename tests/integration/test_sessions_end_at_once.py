@@ -25,10 +25,7 @@ ROUNDS = 200
 @pytest.fixture(name="cached_under_load")
 def fx_cached_under_load() -> Iterator[None]:
     """The session cache in use, and two busy processes competing for the CPU."""
-    busy = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(2)
-    ]
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     listener.connected = True
     session_cache.clear()
     try:
