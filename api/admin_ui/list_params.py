@@ -20,6 +20,7 @@ from piccolo.columns import (
     JSONB,
     Array,
     BigInt,
+    BigSerial,
     Boolean,
     Column,
     Date,
@@ -28,6 +29,7 @@ from piccolo.columns import (
     Integer,
     Numeric,
     Real,
+    Serial,
     SmallInt,
     Text,
     Timestamp,
@@ -43,7 +45,7 @@ MAX_PAGE = 100_000
 MAX_PAGE_SIZE = 1000  # piccolo_api's own max_page_size
 MAX_OFFSET = 10_000_000
 MAX_TEXT = 500
-INT_LIMITS = {SmallInt: 2**15, Integer: 2**31, BigInt: 2**63}
+INT_LIMITS = {SmallInt: 2**15, Integer: 2**31, Serial: 2**31, BigInt: 2**63, BigSerial: 2**63}
 BOOLEANS = frozenset({"true", "false", "t", "f", "1", "0", "yes", "no", "on", "off"})
 DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,12})?")
 INTEGER = re.compile(r"-?[0-9]{1,19}")
@@ -89,7 +91,7 @@ def _check_value(column: Column, name: str, value: str) -> None:
     if isinstance(column, Boolean):
         if value.lower() not in BOOLEANS:
             raise Refused(f"{name} must be true or false")
-    elif isinstance(column, SmallInt | Integer | BigInt):
+    elif isinstance(column, SmallInt | Integer | BigInt | Serial | BigSerial):
         limit = next(v for k, v in INT_LIMITS.items() if isinstance(column, k))
         if not INTEGER.fullmatch(value) or not -limit <= int(value) < limit:
             raise Refused(f"{name} must be a whole number within its column's range")
