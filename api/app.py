@@ -150,7 +150,9 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",
-            openapi_router=Router(path="/schema", opt=PUBLIC, route_handlers=[]),
+            openapi_router=Router(
+                path="/schema", opt=PUBLIC, include_in_schema=False, route_handlers=[]
+            ),
             render_plugins=[swagger_ui_plugin()],
         ),
         template_config=template_config,
