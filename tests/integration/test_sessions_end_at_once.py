@@ -16,6 +16,7 @@ import pytest
 
 from api.auth.sessions import session_cache
 from api.platform.db.changes import listener
+from api.platform.db.sql import fetch
 from tests.support.auth import SignedIn, sign_in
 
 ORIGIN = "http://127.0.0.1:8000"
@@ -101,9 +102,10 @@ async def test_after_deactivation_the_next_request_is_401_every_time(
                 headers=boss.headers(ORIGIN),
             )
         else:
+            rows = await fetch("SELECT version FROM users WHERE id = $1", person.user_id)
             done = await client.patch(
                 f"/admin/api/tables/users/{person.user_id}/",
-                json={"is_active": False},
+                json={"is_active": False, "version": rows[0]["version"]},
                 cookies=boss.cookies,
                 headers={**boss.headers(ORIGIN), "X-CSRFToken": boss.csrf_token},
             )
