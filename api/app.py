@@ -9,12 +9,22 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.exceptions import ImproperlyConfiguredException
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, ControllerRouterHandler
 
 from api.admin_ui.mount import admin_mount
 from api.audit_log.routes import list_audit_logs
 from api.auth.deps import CALLER
+from api.auth.guards import (
+    PUBLIC,
+    Access,
+    declared,
+    signed_in,
+    super_admin,
+    undeclared_routes,
+    user_or_service,
+)
 from api.auth.rate_limit import auth_limiter
 from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.flags.routes.features import get_feature, list_features
@@ -23,7 +33,7 @@ from api.flags.routes.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
 from api.flags.scheduler import flag_scheduler
 from api.flags.usage import usage_flusher
 from api.hierarchy.routes import hierarchy_router, me, users_router
-from api.platform.config import Settings, get_settings
+from api.platform.config import SETTINGS_STATE, Settings, get_settings, settings_of
 from api.platform.db.changes import change_listener
 from api.platform.db.readiness import DATABASE_ERROR_HANDLERS, require_schema
 from api.platform.http.errors import EXCEPTION_HANDLERS
@@ -46,9 +56,9 @@ async def database_pool(app: Litestar) -> AsyncIterator[None]:
     from api.platform.db.sql import engine, use_transaction_pooler
 
     db = engine()
-    if app.state["settings"].through_pooler:
+    if settings_of(app).through_pooler:
         use_transaction_pooler(db.config)
-    await db.start_connection_pool(min_size=0, max_size=app.state["settings"].db_pool_size)
+    await db.start_connection_pool(min_size=0, max_size=settings_of(app).db_pool_size)
     try:
         yield
     finally:
@@ -87,30 +97,47 @@ def create_app(
         level=logging.getLevelNamesMapping()[settings.log_level],
     )
     auth_limiter.limit = settings.auth_rate_limit_per_minute
+    # Who may call what, declared here where routes are grouped; a route that declares
+    # nothing stops the app from being built (api/auth/guards.py).
     db_backed = Router(
         path="/",
         before_request=require_schema,
         dependencies=CALLER,
         route_handlers=[
-            home,
-            login,
-            callback,
-            session_check,
-            logout,
-            me,
-            hierarchy_router,
-            users_router,
-            list_features,
-            get_feature,
-            evaluate_flag_ofrep,
-            evaluate_flags_ofrep,
-            flags_management_router,
-            list_audit_logs,
-            *extra_db_routes,
+            Router(path="/", opt=PUBLIC, route_handlers=[home, login, callback, session_check]),
+            # Hot routes: they apply the rule as a call (`authenticated()`), not a guard.
+            Router(path="/", opt=declared(Access.signed_in), route_handlers=[me, list_features]),
+            Router(
+                path="/",
+                guards=[signed_in],
+                route_handlers=[logout, hierarchy_router, users_router, get_feature],
+            ),
+            Router(path="/", guards=[user_or_service], route_handlers=[evaluate_flag_ofrep]),
+            # Hot: the `caller` dependency (USER_OR_SERVICE) applies it before the body is read.
+            Router(
+                path="/",
+                opt=declared(Access.user_or_service),
+                route_handlers=[evaluate_flags_ofrep],
+            ),
+            Router(
+                path="/",
+                guards=[super_admin],
+                route_handlers=[flags_management_router, list_audit_logs],
+            ),
+            Router(path="/", opt=PUBLIC, route_handlers=list(extra_db_routes)),  # tests' probes
         ],
     )
     litestar_app = Litestar(
-        route_handlers=[liveness, readiness, auth_config, admin_mount, swagger_assets(), db_backed],
+        route_handlers=[
+            Router(
+                path="/",
+                opt=PUBLIC,
+                route_handlers=[liveness, readiness, auth_config, swagger_assets()],
+            ),
+            # The mount checks super-admin itself: anonymous pages are sent through the login.
+            Router(path="/", opt=declared(Access.super_admin), route_handlers=[admin_mount]),
+            db_backed,
+        ],
         exception_handlers={**EXCEPTION_HANDLERS, **DATABASE_ERROR_HANDLERS},
         lifespan=[
             access_log_flusher,
@@ -123,15 +150,19 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",
-            path="/schema",
+            openapi_router=Router(
+                path="/schema", opt=PUBLIC, include_in_schema=False, route_handlers=[]
+            ),
             render_plugins=[swagger_ui_plugin()],
         ),
         template_config=template_config,
         cors_config=cors_config(settings),
         debug=False,
         logging_config=None,
-        state=State({"settings": settings}),
+        state=State({SETTINGS_STATE: settings}),
     )
+    if missing := undeclared_routes(litestar_app.routes):
+        raise ImproperlyConfiguredException(f"Routes without declared access: {missing}")
     document_error_responses(litestar_app)
     guarded = SecurityHeadersMiddleware(RequestLimitsMiddleware(litestar_app, settings), settings)
     return RequestContextMiddleware(guarded)

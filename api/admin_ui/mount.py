@@ -27,6 +27,7 @@ from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from api.admin_ui.bridge import admin_user_id
 from api.admin_ui.config import build_admin
+from api.admin_ui.list_params import list_params_refusal
 from api.admin_ui.write_hooks import AdminWriter, admin_writer
 from api.auth.guards import UNSAFE_METHODS, check_csrf
 from api.auth.identification import identify
@@ -36,13 +37,16 @@ from api.auth.routes import provider_logout_url
 from api.auth.sessions import cookie_name, end_session, session_id_token
 from api.platform.config import Settings, settings_of
 from api.platform.db.audit import act_as
-from api.platform.db.changes import change_transaction
+from api.platform.db.changes import announce, change_transaction
 from api.platform.http.errors import Forbidden, error_body
 
 _admin: Any = None
 LOGOUT_COOKIE = "me_admin_logout"
-CSRF_COOKIE = "csrftoken"  # the names Piccolo Admin's JavaScript uses
-CSRF_HEADER = "X-CSRFToken"
+ADMIN_CSRF_COOKIE = "csrftoken"  # the names Piccolo Admin's JavaScript uses (the API's
+ADMIN_CSRF_HEADER = "X-CSRFToken"  # header is api.auth.guards.API_CSRF_HEADER)
+ANNOUNCED_BY_TABLE = {"users": ("sessions_changed",)}
+"""What an admin write to a table changes in this process's caches, applied at its commit
+(the triggers' NOTIFY reaches the other replicas): deactivating a user ends their sessions."""
 FORBIDDEN_PAGE = (
     b"<!doctype html><html lang=en><head><meta charset=utf-8><title>Forbidden</title></head>"
     b"<body style='font:15px system-ui;margin:3rem'><h1>403 - super-admins only</h1>"
@@ -102,7 +106,7 @@ def _with_cookies(scope: Scope, ours: dict[str, str]) -> Scope:
 
 def _csrf_cookie(caller: Caller, settings: Settings) -> tuple[bytes, bytes]:
     """The admin's `csrftoken` cookie, bound to the session (its JavaScript must read it)."""
-    value = f"{CSRF_COOKIE}={caller.csrf_token}; Path=/; SameSite=Strict"
+    value = f"{ADMIN_CSRF_COOKIE}={caller.csrf_token}; Path=/; SameSite=Strict"
     if settings.public_url_is_https:
         value += "; Secure"
     return (b"set-cookie", value.encode())
@@ -127,6 +131,12 @@ async def _is_provider_logout(target: str, settings: Settings) -> bool:
     )
 
 
+def _table_of(path: str) -> str:
+    """`users` for `/api/tables/users/3/` (the admin's own paths, under the mount)."""
+    parts = path.strip("/").split("/")
+    return parts[parts.index("tables") + 1] if "tables" in parts[:-1] else ""
+
+
 async def _refuse(send: Send, error: Forbidden) -> None:
     body = json.dumps(error_body(error.status_code, error.code, error.detail, error.extra))
     await _respond(send, error.status_code, body.encode(), b"application/json")
@@ -138,7 +148,9 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
         await _redirect(send, "/admin/")
         return
     connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive)
-    caller = await identify(connection)  # an ASGI mount: no dependency injection reaches it
+    # An ASGI mount: no guard or dependency reaches it. The live session row, not the cache:
+    # demotion, deactivation and logout end admin access at once, whoever wrote them.
+    caller = await identify(connection, live=True)
     method = scope.get("method", "GET")
     path = scope.get("path", "")
     if caller is None or caller.via != "session":
@@ -166,7 +178,10 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
     if method in UNSAFE_METHODS:
         try:
             check_csrf(
-                connection, caller, header=CSRF_HEADER, allowed_origins=(settings.public_origin,)
+                connection,
+                caller,
+                header=ADMIN_CSRF_HEADER,
+                allowed_origins=(settings.public_origin,),
             )
         except Forbidden as refusal:
             await _refuse(send, refusal)
@@ -203,7 +218,7 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
         )
         return
     await admin_user_id(caller.user_id, caller.email)  # committed before any write below
-    inner = _with_cookies(scope, {"id": token, CSRF_COOKIE: caller.csrf_token or ""})
+    inner = _with_cookies(scope, {"id": token, ADMIN_CSRF_COOKIE: caller.csrf_token or ""})
     if method in ("POST", "PATCH", "DELETE"):
         # The answer is held until the transaction commits, so a client that reads after
         # it never sees the old row.
@@ -219,6 +234,8 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
                 await admin_app()(inner, receive, hold)
                 if any(m["type"] == "http.response.start" and m["status"] >= 400 for m in held):
                     raise _Refused  # e.g. a constraint the admin reported: nothing may stay
+                for channel in ANNOUNCED_BY_TABLE.get(_table_of(path), ()):
+                    announce(channel)
         except _Refused:
             pass  # rolled back, and nothing announced; the admin's answer says why
         finally:
@@ -226,7 +243,10 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
         for message in held:
             await send(message)
         return
-    if connection.cookies.get(CSRF_COOKIE) == caller.csrf_token:
+    if (bad_params := list_params_refusal(path, scope.get("query_string", b""))) is not None:
+        await _respond(send, 400, bad_params, b"application/json")
+        return
+    if connection.cookies.get(ADMIN_CSRF_COOKIE) == caller.csrf_token:
         await admin_app()(inner, receive, send)
         return
 

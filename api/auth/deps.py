@@ -1,8 +1,9 @@
-"""The one way a handler gets its caller: the `caller` dependency.
+"""How a handler gets its caller: the `caller` dependency.
 
-Dependencies resolve after the `before_request` hooks, so the schema gate answers 503
-before anything reads a session. `authenticated` is the same rule as a plain call, for the
-hottest handlers, which skip dependency resolution.
+Who may call a route is declared by guards (api/auth/guards.py), which run before the
+body is parsed; the dependency then hands the handler the caller the guard identified
+(cached on the request). `authenticated` is the same rule as a plain call, for the
+hottest handlers, which skip guards and dependency resolution.
 """
 
 from __future__ import annotations

@@ -17,13 +17,19 @@ from api.platform.config import settings_of
 
 _CALLER_KEY = "caller"
 _SERVICE_KEY = "service_caller"
+_LIVE_KEY = "caller_is_live"
 _UNSET = object()
 
 
-async def identify(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | None:
-    """The request's caller, looked up once per request and cached on its state."""
-    cached = connection.scope.setdefault("state", {}).get(_CALLER_KEY, _UNSET)
-    if cached is not _UNSET:
+async def identify(
+    connection: ASGIConnection[Any, Any, Any, Any], *, live: bool = False
+) -> Caller | None:
+    """The request's caller, looked up once per request and cached on its state. `live`
+    reads the session row afresh (the super-admin checks: the admin is not a hot path, and
+    access then ends with the row, whichever process changed it)."""
+    state = connection.scope.setdefault("state", {})
+    cached = state.get(_CALLER_KEY, _UNSET)
+    if cached is not _UNSET and (not live or state.get(_LIVE_KEY)):
         return cached  # type: ignore[no-any-return]
     settings = settings_of(connection)
     caller: Caller | None = None
@@ -35,12 +41,13 @@ async def identify(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | N
     if authorization[:7].lower() == "bearer ":
         found = await caller_from_bearer(authorization[7:].strip(), settings)
         if isinstance(found, ServiceCaller):
-            connection.scope["state"][_SERVICE_KEY] = found
+            state[_SERVICE_KEY] = found
         else:
             caller = found
     else:
-        caller = await caller_from_cookie(connection, settings)
-    connection.scope["state"][_CALLER_KEY] = caller
+        caller = await caller_from_cookie(connection, settings, live=live)
+    state[_CALLER_KEY] = caller
+    state[_LIVE_KEY] = live
     return caller
 
 

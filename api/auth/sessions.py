@@ -7,8 +7,9 @@ query that loads the session.
 
 Each process keeps recently validated sessions (a bounded LRU of at most CACHE_LIMIT, for
 at most CACHE_SECONDS), but only while its LISTEN connection is up: ending a session,
-cutting it short, or deactivating, demoting or renaming a user makes the database notify
-`sessions_changed`, and every replica drops its cache when the notice arrives (at commit).
+cutting it short, or deactivating, demoting or renaming a user announces `sessions_changed`
+(`sessions_changed()`): the writer's process drops its cache at commit, before it answers,
+and the database's NOTIFY tells every other replica.
 Without the listener every request asks the database. Reading a session writes nothing,
 except `last_seen_at` at most once per TOUCH_INTERVAL per session, whichever replica asks.
 
@@ -37,7 +38,7 @@ from litestar.connection import ASGIConnection
 from api.auth.identity import Caller
 from api.platform.cache import BoundedCache
 from api.platform.config import Settings
-from api.platform.db.changes import listener
+from api.platform.db.changes import announce, change_transaction, listener
 from api.platform.db.sql import fetch as _execute
 
 TOUCH_INTERVAL = timedelta(seconds=60)
@@ -233,9 +234,10 @@ async def _read_sessions(tokens: Iterable[str], idle_minutes: int) -> dict[str, 
     return found
 
 
-async def load_session(token: str, settings: Settings) -> Caller | None:
-    """The live session for `token`, or None if unknown, expired, idle too long or inactive."""
-    cached, due = session_cache.lookup(token)
+async def load_session(token: str, settings: Settings, *, live: bool = False) -> Caller | None:
+    """The live session for `token`, or None if unknown, expired, idle too long or inactive.
+    `live` asks the database even when this process has the session cached."""
+    cached, due = (None, False) if live else session_cache.lookup(token)
     if cached is not None:
         if due:
             session_cache.refresh_soon(token, settings.session_idle_minutes)
@@ -247,8 +249,18 @@ async def load_session(token: str, settings: Settings) -> Caller | None:
     return caller
 
 
+def sessions_changed() -> None:
+    """Announce that sessions ended or a user's access changed (deactivation, demotion):
+    this process drops its cached sessions when the write commits, before it answers; the
+    triggers' NOTIFY tells the other replicas."""
+    announce("sessions_changed")
+
+
 async def end_session(token: str) -> None:
-    await _execute("DELETE FROM user_sessions WHERE token_hash = $1", hash_token(token))
+    """Logout: the row is gone, and no request after the answer finds it in a cache."""
+    async with change_transaction():
+        await _execute("DELETE FROM user_sessions WHERE token_hash = $1", hash_token(token))
+        sessions_changed()
 
 
 async def session_id_token(token: str) -> str | None:
@@ -261,7 +273,9 @@ async def session_id_token(token: str) -> str | None:
 
 async def end_user_sessions(user_id: int) -> None:
     """Every session of the user, on every replica: the rows are gone."""
-    await _execute("DELETE FROM user_sessions WHERE user_id = $1", user_id)
+    async with change_transaction():
+        await _execute("DELETE FROM user_sessions WHERE user_id = $1", user_id)
+        sessions_changed()
 
 
 def _session_cookie(connection: ASGIConnection[Any, Any, Any, Any], name: str) -> str | None:
@@ -285,9 +299,9 @@ def _session_cookie(connection: ASGIConnection[Any, Any, Any, Any], name: str) -
 
 
 async def caller_from_cookie(
-    connection: ASGIConnection[Any, Any, Any, Any], settings: Settings
+    connection: ASGIConnection[Any, Any, Any, Any], settings: Settings, *, live: bool = False
 ) -> Caller | None:
     token = _session_cookie(connection, cookie_name(settings))
     if not token or len(token) > 128:
         return None
-    return await load_session(token, settings)
+    return await load_session(token, settings, live=live)

@@ -27,6 +27,7 @@ from piccolo.querystring import QueryString
 from api.auth.identity import Caller
 from api.flags.service import CHANNEL
 from api.platform.background import running
+from api.platform.config import settings_of
 from api.platform.db.audit import record_audit
 from api.platform.db.changes import announce, change_transaction
 from api.platform.db.readiness import DATABASE_ERRORS
@@ -252,5 +253,5 @@ async def run_scheduler(interval: float) -> None:
 @asynccontextmanager
 async def flag_scheduler(app: Litestar) -> AsyncIterator[None]:
     """The scheduler of this process, from start-up to shutdown (after the pool opens)."""
-    async with running(run_scheduler(app.state["settings"].scheduler_interval)):
+    async with running(run_scheduler(settings_of(app).scheduler_interval)):
         yield

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from litestar import Litestar
 
 from api.platform.background import running
+from api.platform.config import settings_of
 from api.platform.db.readiness import DATABASE_ERRORS
 from api.platform.db.sql import fetch
 
@@ -294,7 +295,7 @@ async def usage_flusher(app: Litestar) -> AsyncIterator[None]:
     """Flush this process's counts periodically and once more at graceful shutdown (before
     the pool closes: this lifespan step is entered after it)."""
     try:
-        async with running(flush_periodically(app.state["settings"].usage_flush_seconds)):
+        async with running(flush_periodically(settings_of(app).usage_flush_seconds)):
             yield
     finally:
         try:

@@ -13,7 +13,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.auth.guards import authenticated
+from api.auth.guards import authenticated, super_admin
 from api.auth.identity import Caller
 from api.hierarchy import queries, service
 from api.hierarchy.access import (
@@ -260,7 +260,7 @@ async def effective_permissions(
     )
 
 
-@patch("/{user_id:int}", operation_id="updateUser")
+@patch("/{user_id:int}", operation_id="updateUser", guards=[super_admin])
 async def update_user(
     request: Request_,
     caller: NamedDependency[Caller],

@@ -24,7 +24,7 @@ import msgspec
 from litestar.connection import ASGIConnection
 
 from api.auth.identity import Caller
-from api.auth.sessions import end_user_sessions
+from api.auth.sessions import end_user_sessions, sessions_changed
 from api.hierarchy import queries
 from api.hierarchy.access import (
     decisions_at,
@@ -736,6 +736,7 @@ async def update_user(
         rows = await User.update(changes).where(User.id == user_id).returning(*USER_RECORD_COLUMNS)
         if changes.get(User.is_active) is False:
             await end_user_sessions(user_id)
+        sessions_changed()  # cached sessions carry is_super_admin: this process drops them now
         after = change.after = msgspec.convert(rows[0], UserRecord)
     return _status(after)
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from litestar import Litestar
 from litestar.connection import ASGIConnection
 
 SameSite = Literal["lax", "strict", "none"]
@@ -325,11 +326,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 @cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
+    """The process's settings from its environment, read once: for entry points and code
+    that runs outside any app (commands, `create_app()`'s default). Code serving a request
+    or an app's lifespan uses `settings_of`."""
     return load_settings()
 
 
-def settings_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Settings:
-    """The settings of the app serving this request (tests build apps with their own)."""
-    settings: Settings = connection.app.state["settings"]
+SETTINGS_STATE = "settings"
+"""The app state key `create_app` keeps its settings under; read it through `settings_of`."""
+
+
+def settings_of(where: ASGIConnection[Any, Any, Any, Any] | Litestar) -> Settings:
+    """The one accessor for request-time code: the settings of the app serving this request
+    (or of this app, in its lifespan hooks). Tests build apps with their own settings."""
+    app = where if isinstance(where, Litestar) else where.app
+    settings: Settings = app.state[SETTINGS_STATE]
     return settings
