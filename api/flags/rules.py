@@ -156,7 +156,8 @@ def validate_variants(flag_type: str, variants: Any) -> dict[str, Any]:
             raise _invalid(
                 "variants",
                 f"variants: the value of {name!r} must be {TYPE_WORDS[FlagType(flag_type)]}"
-                f" for a {flag_type} flag{TYPE_BOUNDS.get(FlagType(flag_type), '')}",
+                f" for {'an' if flag_type[0] in 'aeiou' else 'a'} {flag_type} flag"
+                f"{TYPE_BOUNDS.get(FlagType(flag_type), '')}",
             )
         cleaned[name] = typed
     return cleaned

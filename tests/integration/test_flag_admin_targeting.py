@@ -215,7 +215,7 @@ async def test_a_flag_update_checks_the_whole_definition(api: Api) -> None:
     flag = await string_flag(api)
     key = flag["key"]
     wrong_type = await api("PATCH", f"{ADMIN}/{key}", {"version": 1, "flag_type": "integer"})
-    refused(wrong_type, "variants", "must be a whole number for a integer flag")
+    refused(wrong_type, "variants", "must be a whole number for an integer flag")
     dropped_default = await api(
         "PATCH", f"{ADMIN}/{key}", {"version": 1, "variants": {"blue": "x", "red": "y"}}
     )
