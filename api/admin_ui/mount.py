@@ -37,16 +37,13 @@ from api.auth.routes import provider_logout_url
 from api.auth.sessions import cookie_name, end_session, session_id_token
 from api.platform.config import Settings, settings_of
 from api.platform.db.audit import act_as
-from api.platform.db.changes import announce, change_transaction
+from api.platform.db.changes import change_transaction
 from api.platform.http.errors import Forbidden, error_body
 
 _admin: Any = None
 LOGOUT_COOKIE = "me_admin_logout"
 ADMIN_CSRF_COOKIE = "csrftoken"  # the names Piccolo Admin's JavaScript uses (the API's
 ADMIN_CSRF_HEADER = "X-CSRFToken"  # header is api.auth.guards.API_CSRF_HEADER)
-ANNOUNCED_BY_TABLE = {"users": ("sessions_changed",)}
-"""What an admin write to a table changes in this process's caches, applied at its commit
-(the triggers' NOTIFY reaches the other replicas): deactivating a user ends their sessions."""
 FORBIDDEN_PAGE = (
     b"<!doctype html><html lang=en><head><meta charset=utf-8><title>Forbidden</title></head>"
     b"<body style='font:15px system-ui;margin:3rem'><h1>403 - super-admins only</h1>"
@@ -129,12 +126,6 @@ async def _is_provider_logout(target: str, settings: Settings) -> bool:
         known.path,
         "",
     )
-
-
-def _table_of(path: str) -> str:
-    """`users` for `/api/tables/users/3/` (the admin's own paths, under the mount)."""
-    parts = path.strip("/").split("/")
-    return parts[parts.index("tables") + 1] if "tables" in parts[:-1] else ""
 
 
 async def _refuse(send: Send, error: Forbidden) -> None:
@@ -234,10 +225,8 @@ async def admin_mount(scope: Scope, receive: Receive, send: Send) -> None:
                 await admin_app()(inner, receive, hold)
                 if any(m["type"] == "http.response.start" and m["status"] >= 400 for m in held):
                     raise _Refused  # e.g. a constraint the admin reported: nothing may stay
-                for channel in ANNOUNCED_BY_TABLE.get(_table_of(path), ()):
-                    announce(channel)
         except _Refused:
-            pass  # rolled back, and nothing announced; the admin's answer says why
+            pass  # rolled back; the services' announcements die with it; the answer says why
         finally:
             admin_writer.reset(writer)
         for message in held:
