@@ -34,7 +34,8 @@ from api.auth.identification import identify
 from api.auth.identity import Caller
 from api.auth.oidc import ProviderUnavailable, provider_for
 from api.auth.routes import provider_logout_url
-from api.auth.sessions import cookie_name, end_session, session_id_token
+from api.auth.service import end_session
+from api.auth.sessions import cookie_name, session_id_token
 from api.platform.config import Settings, settings_of
 from api.platform.db.audit import act_as
 from api.platform.db.changes import change_transaction

@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from api.auth.claims import SUBJECT_MAX, storable_text
+from api.auth import queries
 from api.auth.identity import Caller, ServiceCaller
 from api.auth.oidc import ProviderUnavailable, TokenRejected, provider_for
+from api.auth.rules import SUBJECT_MAX, storable_text
 from api.platform.config import Settings
-from tables.users import User
 
 logger = logging.getLogger("api.auth.bearer")
 
@@ -89,15 +89,7 @@ async def caller_from_bearer(token: str, settings: Settings) -> Caller | Service
         return None
     except ProviderUnavailable:
         return None
-    row = (
-        await User.select(User.id, User.email, User.is_super_admin)
-        .where(
-            User.oidc_issuer == settings.oidc_issuer,
-            User.oidc_subject == subject,
-            User.is_active.eq(True),
-        )
-        .first()
-    )
+    row = await queries.active_user_by_subject(settings.oidc_issuer, subject)
     if row is None:
         return None
     return Caller(row["id"], row["email"], row["is_super_admin"], via="bearer")

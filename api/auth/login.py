@@ -6,7 +6,7 @@ keeps only hashes of both, and the callback consumes the row with one DELETE, so
 
 Every failure is a `LoginFailed` (401, `extra.reason`): a callback whose query carries
 control characters (NUL included), and claims that do not fit where they are kept
-(`api.auth.claims`), are refused like a bad token, never cut to fit.
+(`api.auth.rules`), are refused like a bad token, never cut to fit.
 """
 
 from __future__ import annotations
@@ -14,20 +14,16 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from api.auth.claims import NAME_CLAIMS, ClaimRefused, Identity, read_identity, storable_text
+from api.auth import service
 from api.auth.oidc import OidcProvider, ProviderUnavailable, TokenRejected
-from api.auth.provisioning import provision_user
-from api.auth.sessions import StartedSession, hash_token, start_session
+from api.auth.rules import NAME_CLAIMS, ClaimRefused, Identity, read_identity, storable_text
+from api.auth.service import StartedSession
 from api.platform.config import Settings
-from api.platform.db.sql import engine
-from api.platform.http.errors import AppError, BadRequest, Forbidden, UpstreamUnavailable
-from tables.sessions import OidcLoginState
+from api.platform.http.errors import AppError, BadRequest, UpstreamUnavailable
 
-LOGIN_STATE_TTL = timedelta(minutes=10)
 USERINFO_PROFILE_CLAIMS = ("email", "email_verified", "name", "given_name", "family_name")
 PROVIDER_ERROR = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,100}")
 """An `error` code as RFC 6749 §4.1.2.1 spells them, short enough to repeat whole."""
@@ -82,17 +78,12 @@ async def begin_login(provider: OidcProvider, next_url: str) -> LoginStart:
         raise UpstreamUnavailable(
             "The identity provider is unreachable; retry shortly", extra={"reason": str(exc)}
         ) from exc
-    now = datetime.now(UTC)
-    await OidcLoginState.delete().where(OidcLoginState.expires_at < now - timedelta(hours=1))
-    await OidcLoginState.insert(
-        OidcLoginState(
-            state_hash=hash_token(state),
-            browser_binding_hash=hash_token(binding),
-            nonce=nonce,
-            code_verifier=code_verifier,
-            next_url=next_url,
-            expires_at=now + LOGIN_STATE_TTL,
-        )
+    await service.save_login_state(
+        state=state,
+        browser_binding=binding,
+        nonce=nonce,
+        code_verifier=code_verifier,
+        next_url=next_url,
     )
     return LoginStart(url, binding)
 
@@ -131,22 +122,9 @@ async def complete_login(
         raise _fail("code_missing", "The callback carries no authorization code")
     if not browser_binding:
         raise _fail("state_unbound", "This browser did not start the login (no login cookie)")
-    rows = (
-        await OidcLoginState.delete()
-        .where(
-            OidcLoginState.state_hash == hash_token(state),
-            OidcLoginState.browser_binding_hash == hash_token(browser_binding),
-        )
-        .returning(
-            OidcLoginState.nonce,
-            OidcLoginState.code_verifier,
-            OidcLoginState.next_url,
-            OidcLoginState.expires_at,
-        )
-    )
-    if not rows or rows[0]["expires_at"] < datetime.now(UTC):
+    login = await service.consume_login_state(state, browser_binding)
+    if login is None:
         raise _fail("state_invalid", "The login state is unknown, expired or already used")
-    login = rows[0]
     try:
         tokens = await provider.exchange_code(code, login["code_verifier"])
         claims = await provider.validate_id_token(tokens["id_token"], nonce=login["nonce"])
@@ -165,18 +143,14 @@ async def complete_login(
         identity = read_identity(claims)
     except ClaimRefused as exc:
         raise LoginFailed(exc.detail, extra={"reason": exc.reason, "claim": exc.claim}) from None
-    async with engine().transaction():
-        user = await provision_user(identity, settings)
-        if not user.is_active:
-            raise Forbidden("This account is deactivated", extra={"reason": "account_disabled"})
-        session = await start_session(
-            user.user_id,
-            settings,
-            client_ip=client_ip,
-            user_agent=user_agent,
-            id_token=str(tokens["id_token"]),
-            claims=_session_claims(claims, identity),
-        )
+    user, session = await service.sign_in(
+        identity,
+        settings,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        id_token=str(tokens["id_token"]),
+        claims=_session_claims(claims, identity),
+    )
     return LoginResult(session, str(login["next_url"]), user.user_id, user.is_super_admin)
 
 

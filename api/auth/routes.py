@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,35 +18,15 @@ from api.auth.identity import Caller
 from api.auth.login import begin_login, complete_login, prelogin_cookie_name, safe_next
 from api.auth.oidc import ProviderUnavailable, provider_for
 from api.auth.rate_limit import limit_auth_requests
-from api.auth.sessions import cookie_name, end_session, session_cache, session_id_token
+from api.auth.schemas import AuthConfig, LogoutResult, SessionCheck
+from api.auth.service import end_session
+from api.auth.sessions import cookie_name, session_cache, session_id_token
 from api.platform.config import Settings, settings_of
 from api.platform.http.client_ip import client_ip
 from api.platform.http.responses import NO_STORE as ENCODED_NO_STORE
 from api.platform.http.responses import EncodedJSON
 
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-class AuthConfig(msgspec.Struct):
-    issuer: str
-    client_id: str
-    login_url: str
-    logout_url: str
-    session_check_url: str
-
-
-class SessionCheck(msgspec.Struct, omit_defaults=True):
-    authenticated: bool
-    user_id: int | None = None
-    email: str | None = None
-    is_super_admin: bool | None = None
-    expires_at: datetime | None = None
-    csrf_token: str | None = None
-
-
-class LogoutResult(msgspec.Struct):
-    logged_out: bool
-    end_session_url: str | None
 
 
 def session_cookie(settings: Settings, token: str) -> Cookie:

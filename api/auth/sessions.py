@@ -8,8 +8,9 @@ query that loads the session.
 Each process keeps recently validated sessions (a bounded LRU of at most CACHE_LIMIT, for
 at most CACHE_SECONDS), but only while its LISTEN connection is up: ending a session,
 cutting it short, or deactivating, demoting or renaming a user announces `sessions_changed`
-(`sessions_changed()`): the writer's process drops its cache at commit, before it answers,
-and the database's NOTIFY tells every other replica.
+(`api.auth.service`): the writer's process drops its cache at commit, before it answers,
+and the database's NOTIFY tells every other replica. Sessions are started and ended only
+by `api.auth.service`; this module reads them.
 Without the listener every request asks the database. Reading a session writes nothing,
 except `last_seen_at` at most once per TOUCH_INTERVAL per session, whichever replica asks.
 
@@ -29,17 +30,16 @@ import random
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from litestar.connection import ASGIConnection
 
+from api.auth import queries
 from api.auth.identity import Caller
 from api.platform.cache import BoundedCache
 from api.platform.config import Settings
-from api.platform.db.changes import announce, change_transaction, listener
-from api.platform.db.sql import fetch as _execute
+from api.platform.db.changes import listener
 
 TOUCH_INTERVAL = timedelta(seconds=60)
 CACHE_SECONDS = 55.0  # under TOUCH_INTERVAL: a busy session is re-read, and touched, each minute
@@ -159,66 +159,15 @@ def csrf_token_for(token: str) -> str:
     return hashlib.sha256(b"csrf\x00" + token.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class StartedSession:
-    token: str
-    session_id: int
-    expires_at: datetime
-    csrf_token: str
-
-
-async def start_session(
-    user_id: int,
-    settings: Settings,
-    *,
-    client_ip: str | None = None,
-    user_agent: str | None = None,
-    id_token: str | None = None,
-    claims: dict[str, Any] | None = None,
-) -> StartedSession:
-    """Create a session with a brand-new token (never reuse one: no fixation)."""
-    import json
-
-    token = new_token()
-    expires_at = datetime.now(UTC) + timedelta(hours=settings.session_max_hours)
-    rows = await _execute(
-        "INSERT INTO user_sessions"
-        " (token_hash, user_id, expires_at, client_ip, user_agent, id_token, claims)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id",
-        hash_token(token),
-        user_id,
-        expires_at,
-        client_ip,
-        (user_agent or "")[:500] or None,
-        id_token,
-        json.dumps(claims) if claims is not None else None,
-    )
-    return StartedSession(token, rows[0]["id"], expires_at, csrf_token_for(token))
-
-
-SESSION_QUERY = (
-    "SELECT s.id, s.token_hash, s.user_id, s.expires_at, s.last_seen_at, u.email,"
-    " u.is_super_admin FROM user_sessions s JOIN users u ON u.id = s.user_id"
-    " WHERE s.token_hash = ANY($1::text[]) AND s.expires_at > now()"
-    " AND s.last_seen_at > now() - make_interval(mins => $2) AND u.is_active"
-)
-
-
 async def _read_sessions(tokens: Iterable[str], idle_minutes: int) -> dict[str, Caller]:
     """The live sessions among `tokens`, by token, in one query; touches `last_seen_at`
     (one statement) for those not seen for TOUCH_INTERVAL."""
     by_hash = {hash_token(token): token for token in tokens}
-    rows = await _execute(SESSION_QUERY, list(by_hash), idle_minutes)
+    rows = await queries.live_sessions(list(by_hash), idle_minutes)
     now = datetime.now(UTC)
     stale = [row["id"] for row in rows if now - row["last_seen_at"] > TOUCH_INTERVAL]
     if stale:
-        # The condition repeats in SQL so that replicas racing on one session write once.
-        await _execute(
-            "UPDATE user_sessions SET last_seen_at = now()"
-            " WHERE id = ANY($1::int[]) AND last_seen_at < now() - make_interval(secs => $2)",
-            stale,
-            TOUCH_INTERVAL.total_seconds(),
-        )
+        await queries.touch_sessions(stale, TOUCH_INTERVAL)
     found = {}
     for row in rows:
         token = by_hash[row["token_hash"]]
@@ -249,33 +198,9 @@ async def load_session(token: str, settings: Settings, *, live: bool = False) ->
     return caller
 
 
-def sessions_changed() -> None:
-    """Announce that sessions ended or a user's access changed (deactivation, demotion):
-    this process drops its cached sessions when the write commits, before it answers; the
-    triggers' NOTIFY tells the other replicas."""
-    announce("sessions_changed")
-
-
-async def end_session(token: str) -> None:
-    """Logout: the row is gone, and no request after the answer finds it in a cache."""
-    async with change_transaction():
-        await _execute("DELETE FROM user_sessions WHERE token_hash = $1", hash_token(token))
-        sessions_changed()
-
-
 async def session_id_token(token: str) -> str | None:
     """The ID token kept with the session, used as `id_token_hint` at the provider's logout."""
-    rows = await _execute(
-        "SELECT id_token FROM user_sessions WHERE token_hash = $1", hash_token(token)
-    )
-    return rows[0]["id_token"] if rows else None
-
-
-async def end_user_sessions(user_id: int) -> None:
-    """Every session of the user, on every replica: the rows are gone."""
-    async with change_transaction():
-        await _execute("DELETE FROM user_sessions WHERE user_id = $1", user_id)
-        sessions_changed()
+    return await queries.session_id_token(hash_token(token))
 
 
 def _session_cookie(connection: ASGIConnection[Any, Any, Any, Any], name: str) -> str | None:

@@ -24,7 +24,7 @@ import msgspec
 from litestar.connection import ASGIConnection
 
 from api.auth.identity import Caller
-from api.auth.sessions import end_user_sessions, sessions_changed
+from api.auth.service import end_user_sessions, sessions_changed
 from api.hierarchy import queries
 from api.hierarchy.access import (
     decisions_at,

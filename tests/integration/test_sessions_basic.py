@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from api.auth.sessions import end_user_sessions
+from api.auth.service import end_user_sessions
 from tests.support.auth import sign_in
 
 

@@ -6,7 +6,8 @@ import itertools
 import uuid
 from dataclasses import dataclass
 
-from api.auth.sessions import cookie_name, start_session
+from api.auth.service import start_session
+from api.auth.sessions import cookie_name
 from api.platform.config import get_settings
 from tables.users import User
 

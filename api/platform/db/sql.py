@@ -6,6 +6,8 @@ and its audit record commit or fail together.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any
 
@@ -19,6 +21,18 @@ def engine() -> PostgresEngine:
     found = engine_finder()
     assert isinstance(found, PostgresEngine)
     return found
+
+
+@asynccontextmanager
+async def connection_pool(max_size: int = 2) -> AsyncIterator[None]:
+    """The engine's pool for the length of a command (entry points other than the web
+    process, which opens its own in the lifespan)."""
+    db = engine()
+    await db.start_connection_pool(min_size=0, max_size=max_size)
+    try:
+        yield
+    finally:
+        await db.close_connection_pool()
 
 
 def use_transaction_pooler(config: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The identity claims a login brings, checked whole before anything is stored (PRODUCT §5).
+"""The auth domain's rules: the identity claims a login brings, checked whole before anything
+is stored (PRODUCT §5), and the addresses a super-admin grant may name.
 
 A claim that does not fit is refused, never cut: cutting `"x…@acme.example"@attacker.example`
 to the column's width once left an Acme address, and its owner joined Acme. So every value
@@ -20,6 +21,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
+
+from api.platform.http.errors import InvalidInput
 
 EMAIL_MAX = 254
 EMAIL_LOCAL_MAX = 64
@@ -129,3 +132,15 @@ def read_identity(claims: dict[str, Any]) -> Identity:
     email = _email(claims)
     names = {claim: _optional_text(claims, claim, NAME_MAX) for claim in NAME_CLAIMS}
     return Identity(subject, email, names["name"], names["given_name"], names["family_name"])
+
+
+def grantable_email(value: str) -> str:
+    """The address a super-admin grant names, lower-cased: one a verified login can bring (the
+    `email` claim's rule), since a grant reaches only a verified address; else InvalidInput."""
+    try:
+        return checked_email(value.strip())
+    except ClaimRefused:
+        raise InvalidInput(
+            f"{value!r} is not a plain e-mail address like name@example.com",
+            extra={"field": "email"},
+        ) from None
