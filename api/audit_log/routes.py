@@ -1,52 +1,20 @@
-"""The super-admins' view of the audit trail (PRODUCT §3), newest first."""
+"""The super-admins' view of the audit trail (PRODUCT §3), newest first. Read-only: the
+domain has routes, queries and schemas, and no service, rules or admin_ui of its own (the
+admin's read-only audit table is configured in api/admin_ui/config.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import msgspec
 from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 
+from api.audit_log.queries import AuditFilter, audit_entries
+from api.audit_log.schemas import AuditPage
 from api.auth.deps import SUPER_ADMIN
 from api.auth.identity import Caller
-from tables.audit import AuditLog
-
-
-class AuditEntry(msgspec.Struct):
-    id: int
-    occurred_at: datetime
-    actor_id: int | None
-    actor_email: str | None
-    action: str
-    resource_type: str
-    resource_id: str
-    before: Any
-    after: Any
-    request_id: str | None
-    client_ip: str | None
-
-
-AUDIT_ENTRY_COLUMNS = (
-    AuditLog.id,
-    AuditLog.occurred_at,
-    AuditLog.actor_id,
-    AuditLog.actor_email,
-    AuditLog.action,
-    AuditLog.resource_type,
-    AuditLog.resource_id,
-    AuditLog.before,
-    AuditLog.after,
-    AuditLog.request_id,
-    AuditLog.client_ip,
-)
-
-
-class AuditPage(msgspec.Struct):
-    entries: list[AuditEntry]
-    next_cursor: int | None
 
 
 @get(
@@ -69,19 +37,6 @@ async def list_audit_logs(
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
 ) -> AuditPage:
     """The audit trail, newest first, filtered; follow `next_cursor` for older entries."""
-    query = AuditLog.select(*AUDIT_ENTRY_COLUMNS).output(load_json=True)
-    filters = [
-        AuditLog.actor_id == actor_id if actor_id is not None else None,
-        AuditLog.resource_type == resource_type if resource_type is not None else None,
-        AuditLog.resource_id == resource_id if resource_id is not None else None,
-        AuditLog.action == action if action is not None else None,
-        AuditLog.occurred_at >= since if since is not None else None,
-        AuditLog.occurred_at < until if until is not None else None,
-        AuditLog.id < before_id if before_id is not None else None,
-    ]
-    for condition in filters:
-        if condition is not None:
-            query = query.where(condition)
-    rows = await query.order_by(AuditLog.id, ascending=False).limit(limit + 1)
-    entries = [msgspec.convert(row, AuditEntry) for row in rows[:limit]]
-    return AuditPage(entries, entries[-1].id if len(rows) > limit else None)
+    filters = AuditFilter(actor_id, resource_type, resource_id, action, since, until, before_id)
+    entries, more = await audit_entries(filters, limit)
+    return AuditPage(entries, entries[-1].id if more else None)

@@ -20,7 +20,7 @@ from piccolo_api.crud.endpoints import OrderBy
 from starlette.requests import Request
 
 from api.admin_ui.write_hooks import AdminWriter, Values, WriteRules, table_config
-from api.flags import service
+from api.flags import queries, service
 from api.flags.queries import stale_flags
 from api.flags.store import evaluate_all
 from api.platform.http.errors import Conflict, InvalidInput
@@ -32,7 +32,6 @@ from tables.flags import (
     FeatureFlagUsage,
     Segment,
 )
-from tables.users import User
 
 
 def _utc(moment: Any) -> Any:
@@ -333,10 +332,10 @@ async def what_user_sees(_: Request, data: WhatUserSees) -> str:
 
     The admin shows a form's answer as text; admin.css keeps its columns aligned."""
     email = data.email.strip().lower()
-    user = await User.select(User.id).where(User.email == email).first()
-    if user is None:
+    user_id = await queries.user_id_by_email(email)
+    if user_id is None:
         raise ValueError(f"No user has the e-mail {email}.")
-    results = await evaluate_all(int(user["id"]))
+    results = await evaluate_all(user_id)
     if not results:
         return f"{email} sees no feature flags."
     rows = [

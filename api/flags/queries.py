@@ -1,7 +1,9 @@
-"""The flags domain's reads: rows of the flag tables as the management API answers them,
-found (and locked, for a write) through their flag. Column lists come from the response
-Structs, so a field added to one is read too. The evaluation cache's own loaders stay in
-`store` beside the cache they fill."""
+"""The flags domain's data access outside the service's own writes: rows of the flag tables
+as the management API answers them, found (and locked, for a write) through their flag; the
+reads the rules decide on; the evaluation cache's loaders (`store` decides what to keep);
+the usage counter's flush; the scheduler's claim of due changes. Column lists come from the
+response Structs, so a field added to one is read too. No other flags module holds SQL or
+builder reads (tests/unit/test_layout.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from typing import Any, TypeVar
 
 import msgspec
 from piccolo.columns import Column
+from piccolo.columns.combination import WhereRaw
 from piccolo.custom_types import Combinable
 from piccolo.query.functions.aggregate import Max
+from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from api.flags.schemas import (
@@ -26,7 +30,9 @@ from api.flags.schemas import (
     Usage,
     UsageHour,
 )
+from api.platform.db.sql import fetch
 from api.platform.http.errors import NotFound
+from tables.enums import ScheduleStatus
 from tables.flags import (
     FeatureFlag,
     FeatureFlagOverride,
@@ -35,6 +41,7 @@ from tables.flags import (
     FeatureFlagUsage,
     Segment,
 )
+from tables.users import User
 
 S = TypeVar("S", bound=msgspec.Struct)
 FlagRef = str | int
@@ -284,3 +291,207 @@ async def stale_flags(days: int, now: datetime | None = None) -> list[StaleFlag]
                 )
             )
     return stale
+
+
+# ---- what the rules decide on --------------------------------------------------------------
+
+
+async def override_naming_variant(flag_id: int, names: list[str]) -> str | None:
+    """One of `names` that an override of the flag still names."""
+    rows = await FeatureFlagOverride.select(FeatureFlagOverride.variant).where(
+        (FeatureFlagOverride.flag_id == flag_id) & FeatureFlagOverride.variant.is_in(names)
+    )
+    return str(rows[0]["variant"]) if rows else None
+
+
+async def pending_schedule_naming_variant(flag_id: int, names: list[str]) -> str | None:
+    """One of `names` that a pending scheduled change of the flag still names."""
+    rows = await FeatureFlagSchedule.select(FeatureFlagSchedule.variant).where(
+        (FeatureFlagSchedule.flag_id == flag_id)
+        & (FeatureFlagSchedule.status == ScheduleStatus.pending)
+        & FeatureFlagSchedule.variant.is_in(names)
+    )
+    return str(rows[0]["variant"]) if rows else None
+
+
+async def rule_variants(flag_id: int) -> list[dict[str, Any]]:
+    """The name, variant and split of each of the flag's rules, in evaluation order."""
+    rows: list[dict[str, Any]] = (
+        await FeatureFlagRule.select(
+            FeatureFlagRule.name, FeatureFlagRule.variant, FeatureFlagRule.split
+        )
+        .where(FeatureFlagRule.flag_id == flag_id)
+        .order_by(FeatureFlagRule.position)
+        .order_by(FeatureFlagRule.id)
+        .output(load_json=True)
+    )
+    return rows
+
+
+async def other_rule_conditions(flag_id: int, rule_id: int | None) -> list[Any]:
+    """The conditions of every rule of the flag but `rule_id` (the one being rewritten)."""
+    query = FeatureFlagRule.select(FeatureFlagRule.conditions).where(
+        FeatureFlagRule.flag_id == flag_id
+    )
+    if rule_id is not None:
+        query = query.where(FeatureFlagRule.id != rule_id)
+    return [row["conditions"] for row in await query.output(load_json=True)]
+
+
+async def user_id_by_email(email: str) -> int | None:
+    row = await User.select(User.id).where(User.email == email).first()
+    return None if row is None else int(row["id"])
+
+
+# ---- the evaluation cache's loaders --------------------------------------------------------
+
+DEFINITION_COLUMNS = (
+    FeatureFlag.id,
+    FeatureFlag.key,
+    FeatureFlag.name,
+    FeatureFlag.enabled,
+    FeatureFlag.rollout_percentage,
+    FeatureFlag.archived,
+    FeatureFlag.version,
+    FeatureFlag.flag_type,
+    FeatureFlag.variants,
+    FeatureFlag.default_variant,
+    FeatureFlag.off_variant,
+    FeatureFlag.rollout_split,
+)
+RULE_COLUMNS = (
+    FeatureFlagRule.flag_id,
+    FeatureFlagRule.name,
+    FeatureFlagRule.segment_id,
+    FeatureFlagRule.conditions,
+    FeatureFlagRule.variant,
+    FeatureFlagRule.split,
+)
+
+
+async def definition_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
+    """Every flag (by key), every rule (by flag, in evaluation order) and every segment, as
+    stored: `store` checks each with the writers' validation before serving it."""
+    flag_rows = (
+        await FeatureFlag.select(*DEFINITION_COLUMNS)
+        .order_by(FeatureFlag.key)
+        .output(load_json=True)
+    )
+    rule_rows = (
+        await FeatureFlagRule.select(*RULE_COLUMNS)
+        .order_by(FeatureFlagRule.flag_id, FeatureFlagRule.position, FeatureFlagRule.id)
+        .output(load_json=True)
+    )
+    segment_rows = await Segment.select(Segment.id, Segment.key, Segment.conditions).output(
+        load_json=True
+    )
+    return flag_rows, rule_rows, segment_rows
+
+
+TARGETING_QUERY = """
+WITH node AS (
+  SELECT n.path FROM organization_hierarchy n
+  WHERE n.id = COALESCE($2, (
+    SELECT a.node_id FROM user_hierarchy_assignments a
+    WHERE a.user_id = $1 AND a.is_active ORDER BY a.is_primary DESC, a.id LIMIT 1))
+), org AS (
+  SELECT g.id, g.slug, g.settings FROM organization_hierarchy g
+  WHERE g.id = (SELECT path[1] FROM node)
+)
+SELECT (SELECT path FROM node) AS path, (SELECT email FROM users WHERE id = $1) AS email,
+       (SELECT id FROM org) AS org_id, (SELECT slug FROM org) AS org_slug,
+       (SELECT settings::text FROM org) AS org_settings,
+       o.flag_id, o.user_id, o.node_id, o.variant, o.expires_at
+FROM (SELECT 1) AS one
+LEFT JOIN feature_flag_overrides o
+  ON (o.user_id = $1 OR o.node_id = ANY(COALESCE((SELECT path FROM node), '{}')))
+ AND (o.expires_at IS NULL OR o.expires_at > now())
+"""
+"""The hot path's one query: the user's node path, e-mail and organisation, and the
+unexpired overrides on that path (one row with NULL override columns when there are none)."""
+
+
+async def targeting_rows(user_id: int, node_id: int | None) -> list[Any]:
+    return await fetch(TARGETING_QUERY, user_id, node_id)
+
+
+# ---- usage counts --------------------------------------------------------------------------
+
+UPSERT = """
+INSERT INTO feature_flag_usage (flag_id, hour, variant, evaluations, last_evaluated_at)
+SELECT u.flag_id, u.hour, u.variant, u.evaluations, u.last_evaluated_at
+FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::bigint[], $5::timestamptz[])
+  AS u(flag_id, hour, variant, evaluations, last_evaluated_at)
+WHERE EXISTS (SELECT 1 FROM feature_flags f WHERE f.id = u.flag_id)
+ORDER BY u.flag_id, u.hour, u.variant
+ON CONFLICT (flag_id, hour, variant) DO UPDATE
+SET evaluations = feature_flag_usage.evaluations + EXCLUDED.evaluations,
+    last_evaluated_at = greatest(feature_flag_usage.last_evaluated_at,
+                                 EXCLUDED.last_evaluated_at)
+"""
+"""Adds one flush's counts; rows of flags deleted meanwhile are left out. Sorted, so two
+replicas flushing at once lock rows in the same order."""
+
+
+async def add_usage(
+    flag_ids: list[int],
+    hours: list[datetime],
+    variants: list[str],
+    evaluations: list[int],
+    last_evaluated: list[datetime],
+) -> None:
+    """One flush's counts, by (flag, hour, variant), added in one statement."""
+    await fetch(UPSERT, flag_ids, hours, variants, evaluations, last_evaluated)
+
+
+# ---- the scheduler -------------------------------------------------------------------------
+
+
+async def claim_due_schedule(skip: list[int]) -> dict[str, Any] | None:
+    """The earliest due pending change that no other transaction holds (ids in `skip`
+    aside), locked until this transaction ends (SKIP LOCKED: replicas never wait on each
+    other, and each change is claimed by one)."""
+    query = (
+        FeatureFlagSchedule.select(
+            FeatureFlagSchedule.id,
+            FeatureFlagSchedule.flag_id,
+            FeatureFlagSchedule.action,
+            FeatureFlagSchedule.rollout_percentage,
+            FeatureFlagSchedule.variant,
+            FeatureFlagSchedule.created_by_id,
+        )
+        .where(
+            FeatureFlagSchedule.status == ScheduleStatus.pending.value,
+            WhereRaw("run_at <= now()"),  # the database's clock, the same for every replica
+        )
+        .order_by(FeatureFlagSchedule.run_at, FeatureFlagSchedule.id)
+        .limit(1)
+        .lock_rows("UPDATE", skip_locked=True, of=(FeatureFlagSchedule,))
+    )
+    if skip:
+        query = query.where(FeatureFlagSchedule.id.not_in(skip))
+    rows = await query
+    return dict(rows[0]) if rows else None
+
+
+async def active_super_admin(user_id: int | None) -> dict[str, Any] | None:
+    """The user's id and e-mail while they are an active super-admin."""
+    if user_id is None:
+        return None
+    row = (
+        await User.select(User.id, User.email)
+        .where((User.id == user_id) & (User.is_active == True) & (User.is_super_admin == True))  # noqa: E712
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+async def mark_schedule_done(schedule_id: int, status: ScheduleStatus, outcome: str) -> None:
+    """The change's status, its outcome sentence and `applied_at` (the database's clock)."""
+    await FeatureFlagSchedule.update(
+        {
+            FeatureFlagSchedule.status: status.value,
+            FeatureFlagSchedule.outcome: outcome,
+            FeatureFlagSchedule.applied_at: QueryString("now()"),
+        }
+    ).where(FeatureFlagSchedule.id == schedule_id)

@@ -4,7 +4,8 @@ the admin API and the admin UI alike (docs/FLAGS.md).
 The functions take `Any` because the admin UI sends untyped values; they return the cleaned
 values, raise `InvalidInput` (422, naming the field) with a sentence, or `Conflict` (409)
 for a state that forbids the change. Rules that need the database (a variant still named
-somewhere) are the async functions at the end; everything else is pure.
+somewhere, the flag's pattern budget) are async: they read through `api.flags.queries` and
+decide here; everything else is pure.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from api.flags import queries
 from api.flags.bounds import (
     INTEGER_LIMIT,
     MAX_DEFINITION_BYTES,
@@ -36,9 +38,6 @@ from tables.flags import (
     BOOLEAN_VARIANTS,
     FLAG_KEY_PATTERN,
     VARIANT_PATTERN,
-    FeatureFlagOverride,
-    FeatureFlagRule,
-    FeatureFlagSchedule,
 )
 
 KEY = re.compile(FLAG_KEY_PATTERN)
@@ -265,31 +264,16 @@ async def require_variants_unused(
     names = sorted(set(before) - set(after))
     if not names:
         return
-    overrides = await FeatureFlagOverride.select(FeatureFlagOverride.variant).where(
-        (FeatureFlagOverride.flag_id == flag_id) & FeatureFlagOverride.variant.is_in(names)
-    )
-    if overrides:
-        raise _still_named(overrides[0]["variant"], "an override")
-    schedules = await FeatureFlagSchedule.select(FeatureFlagSchedule.variant).where(
-        (FeatureFlagSchedule.flag_id == flag_id)
-        & (FeatureFlagSchedule.status == ScheduleStatus.pending)
-        & FeatureFlagSchedule.variant.is_in(names)
-    )
-    if schedules:
-        raise _still_named(schedules[0]["variant"], "a pending scheduled change")
-    rules = (
-        await FeatureFlagRule.select(
-            FeatureFlagRule.name, FeatureFlagRule.variant, FeatureFlagRule.split
-        )
-        .where(FeatureFlagRule.flag_id == flag_id)
-        .order_by(FeatureFlagRule.position)
-        .order_by(FeatureFlagRule.id)
-        .output(load_json=True)
-    )
-    for rule in rules:
-        named = {rule["variant"]} | set(rule["split"] or {})
+    named = await queries.override_naming_variant(flag_id, names)
+    if named is not None:
+        raise _still_named(named, "an override")
+    named = await queries.pending_schedule_naming_variant(flag_id, names)
+    if named is not None:
+        raise _still_named(named, "a pending scheduled change")
+    for rule in await queries.rule_variants(flag_id):
+        named_by_rule = {rule["variant"]} | set(rule["split"] or {})
         for variant in names:
-            if variant in named:
+            if variant in named_by_rule:
                 raise _still_named(variant, f"the rule {rule['name']!r}")
 
 
@@ -447,14 +431,9 @@ async def require_flag_pattern_budget(flag_id: Any, rule_id: int | None, conditi
     the flag's rules within MAX_FLAG_PROGRAM; `rule_id` is the rule rewritten, if any."""
     if conditions is None or not isinstance(flag_id, int):
         return
-    query = FeatureFlagRule.select(FeatureFlagRule.conditions).where(
-        FeatureFlagRule.flag_id == flag_id
-    )
-    if rule_id is not None:
-        query = query.where(FeatureFlagRule.id != rule_id)
     total = _cost(conditions)
-    for row in await query.output(load_json=True):
-        total += _cost(row["conditions"])
+    for stored in await queries.other_rule_conditions(flag_id, rule_id):
+        total += _cost(stored)
     if total > MAX_FLAG_PROGRAM:
         raise _invalid(
             "conditions",

@@ -8,7 +8,8 @@ changes, records the audit row and announces `feature_flags_changed`, which this
 flag cache applies at commit, before the writer answers (read-your-writes); other replicas
 get the triggers' NOTIFY. A change that changes nothing writes nothing: no version bump, no
 audit row, no announcement. Scheduled changes are outside what the cache holds, so their
-writes announce nothing.
+writes announce nothing; when one is due, the scheduler applies it here too
+(`apply_scheduled_change`, through `update_flag`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from api.flags.schemas import Flag, Override, Schedule, SegmentOut, TargetingRul
 from api.platform.db.audit import audited_change
 from api.platform.db.changes import announce
 from api.platform.http.errors import Conflict, NotFound
-from tables.enums import ScheduleStatus
+from tables.enums import ScheduleAction, ScheduleStatus
 from tables.flags import (
     FeatureFlag,
     FeatureFlagOverride,
@@ -100,10 +101,16 @@ async def update_flag(
     changes: dict[str, Any],
     actor: Caller,
     connection: Connection,
+    *,
+    action: str | None = None,
+    noted: Mapping[str, Any] | None = None,
 ) -> Flag:
     """Change a flag built on `version` (409 when it is not the current one). A variant still
-    named by an override, rule or pending change stays. The trigger bumps the version."""
-    action = "feature_flag.archived" if changes.get("archived") else "feature_flag.updated"
+    named by an override, rule or pending change stays. The trigger bumps the version.
+    `action` and `noted` (added to the audit's `after`) name a writer other than a person's
+    edit: the scheduler (`apply_scheduled_change`)."""
+    if action is None:
+        action = "feature_flag.archived" if changes.get("archived") else "feature_flag.updated"
     async with audited_change(action, "feature_flag", actor=actor, connection=connection) as change:
         before = change.before = await queries.load_flag(ref, lock=True)
         change.resource_id = before.key
@@ -128,6 +135,8 @@ async def update_flag(
                 f"A flag named {cleaned.get('key')!r} exists", extra={"field": "key"}
             ) from None
         after = change.after = as_flag(rows[0])
+        if noted:
+            change.after = {**msgspec.to_builtins(after), **noted}
         announce(CHANNEL)
     return after
 
@@ -478,6 +487,65 @@ async def change_schedule(
         )
         schedule = change.after = msgspec.convert(rows[0], Schedule)
     return schedule
+
+
+SCHEDULED_FIELDS = {
+    ScheduleAction.enable: "enabled",
+    ScheduleAction.disable: "enabled",
+    ScheduleAction.set_rollout: "rollout_percentage",
+    ScheduleAction.set_default_variant: "default_variant",
+}
+"""The flag field each scheduled action sets."""
+
+
+def scheduled_changes(due: Mapping[str, Any]) -> dict[str, Any]:
+    """The flag fields a due scheduled change sets."""
+    action = ScheduleAction(due["action"])
+    field = SCHEDULED_FIELDS[action]
+    if action is ScheduleAction.enable or action is ScheduleAction.disable:
+        return {field: action is ScheduleAction.enable}
+    if action is ScheduleAction.set_rollout:
+        return {field: due["rollout_percentage"]}
+    return {field: due["variant"]}
+
+
+async def apply_scheduled_change(flag: Flag, due: Mapping[str, Any], author: Caller) -> bool:
+    """Apply a due scheduled change to `flag` (read and locked by the scheduler in this
+    transaction) as `update_flag` does any change: the rules check it, only a real change is
+    written, audited as `feature_flag.scheduled_<action>` by its author with the schedule's
+    id, and announced. Whether the flag changed; refusals are the rules' AppErrors."""
+    action = ScheduleAction(due["action"])
+    after = await update_flag(
+        flag.id,
+        flag.version,
+        scheduled_changes(due),
+        author,
+        None,
+        action=f"feature_flag.scheduled_{action.value}",
+        noted={"schedule_id": due["id"], "applied_by": "scheduler"},
+    )
+    return after.version != flag.version
+
+
+async def record_schedule_outcome(
+    schedule_id: int, status: ScheduleStatus, outcome: str, author: Caller | None, *, wrote: bool
+) -> None:
+    """A claimed change's status and outcome. When it `wrote` the flag, the flag's audit
+    record names it and the schedule row's trigger records the status as the author's;
+    otherwise (failed, or nothing to change) this records what happened."""
+    if wrote:
+        await queries.mark_schedule_done(schedule_id, status, outcome)
+        return
+    async with audited_change(
+        f"feature_flag_schedule.{status.value}",
+        "feature_flag_schedule",
+        actor=author,
+        connection=None,
+        resource_id=schedule_id,
+        before={"status": ScheduleStatus.pending.value},
+    ) as change:
+        await queries.mark_schedule_done(schedule_id, status, outcome)
+        change.after = {"status": status.value, "outcome": outcome}
 
 
 async def cancel_schedule(

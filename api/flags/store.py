@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
+from api.flags import queries
 from api.flags.conditions import ConditionError, compile_conditions
 from api.flags.evaluate import (
     Evaluation,
@@ -37,10 +38,7 @@ from api.flags.rules import validate_definition, validate_split
 from api.flags.usage import VariantSet, usage
 from api.platform.cache import BoundedCache
 from api.platform.db.changes import listener
-from api.platform.db.sql import fetch
 from api.platform.http.errors import InvalidInput
-from tables.flags import FeatureFlag, FeatureFlagRule
-from tables.flags import Segment as Segment_
 
 CHANNEL = "feature_flags_changed"
 UNSYNCED_TTL = 1.0
@@ -50,28 +48,6 @@ RESULT_JITTER = 0.2  # results made together end over the last fifth of RESULT_S
 RESULT_LIMIT = 100_000
 logger = logging.getLogger("api.flags.store")
 T = TypeVar("T")
-DEFINITION_COLUMNS = (
-    FeatureFlag.id,
-    FeatureFlag.key,
-    FeatureFlag.name,
-    FeatureFlag.enabled,
-    FeatureFlag.rollout_percentage,
-    FeatureFlag.archived,
-    FeatureFlag.version,
-    FeatureFlag.flag_type,
-    FeatureFlag.variants,
-    FeatureFlag.default_variant,
-    FeatureFlag.off_variant,
-    FeatureFlag.rollout_split,
-)
-RULE_COLUMNS = (
-    FeatureFlagRule.flag_id,
-    FeatureFlagRule.name,
-    FeatureFlagRule.segment_id,
-    FeatureFlagRule.conditions,
-    FeatureFlagRule.variant,
-    FeatureFlagRule.split,
-)
 
 
 FRAGMENT_LIMIT = 1024
@@ -257,20 +233,9 @@ async def load_definitions() -> dict[str, FlagDefinition]:
     """Every flag with its compiled rules, by key. Rows are read through the one validation
     the admin writes with; a flag, rule or segment that fails it (written around it, e.g. by
     psql) is left out and logged, never served."""
-    flag_rows = (
-        await FeatureFlag.select(*DEFINITION_COLUMNS)
-        .order_by(FeatureFlag.key)
-        .output(load_json=True)
-    )
-    rule_rows = (
-        await FeatureFlagRule.select(*RULE_COLUMNS)
-        .order_by(FeatureFlagRule.flag_id, FeatureFlagRule.position, FeatureFlagRule.id)
-        .output(load_json=True)
-    )
+    flag_rows, rule_rows, segment_rows = await queries.definition_rows()
     segments: dict[int, Segment | None] = {}
-    for row in await Segment_.select(Segment_.id, Segment_.key, Segment_.conditions).output(
-        load_json=True
-    ):
+    for row in segment_rows:
         conditions = _left_out_on_error(
             f"segment {row['key']!r}", compile_conditions, row["conditions"]
         )
@@ -336,26 +301,6 @@ def _ordered(split: Mapping[str, int] | None) -> Split | None:
 flag_cache = FlagCache()
 listener.on(CHANNEL, flag_cache.invalidate)
 
-TARGETING_QUERY = """
-WITH node AS (
-  SELECT n.path FROM organization_hierarchy n
-  WHERE n.id = COALESCE($2, (
-    SELECT a.node_id FROM user_hierarchy_assignments a
-    WHERE a.user_id = $1 AND a.is_active ORDER BY a.is_primary DESC, a.id LIMIT 1))
-), org AS (
-  SELECT g.id, g.slug, g.settings FROM organization_hierarchy g
-  WHERE g.id = (SELECT path[1] FROM node)
-)
-SELECT (SELECT path FROM node) AS path, (SELECT email FROM users WHERE id = $1) AS email,
-       (SELECT id FROM org) AS org_id, (SELECT slug FROM org) AS org_slug,
-       (SELECT settings::text FROM org) AS org_settings,
-       o.flag_id, o.user_id, o.node_id, o.variant, o.expires_at
-FROM (SELECT 1) AS one
-LEFT JOIN feature_flag_overrides o
-  ON (o.user_id = $1 OR o.node_id = ANY(COALESCE((SELECT path FROM node), '{}')))
- AND (o.expires_at IS NULL OR o.expires_at > now())
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Targeting:
@@ -368,7 +313,7 @@ async def load_targeting(
 ) -> Targeting:
     """What rules and overrides read about the user, in one query: their node path (their
     primary node, or `node_id`), e-mail, organisation, and the overrides on that path."""
-    rows = await fetch(TARGETING_QUERY, user_id, node_id)
+    rows = await queries.targeting_rows(user_id, node_id)
     first = rows[0]
     organization = None
     if first["org_id"] is not None:

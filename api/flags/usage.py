@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 
 from litestar import Litestar
 
+from api.flags import queries
 from api.platform.background import running
 from api.platform.config import settings_of
 from api.platform.db.readiness import DATABASE_ERRORS
-from api.platform.db.sql import fetch
 
 logger = logging.getLogger("api.flags.usage")
 
@@ -45,20 +45,6 @@ LAYOUT_LIMIT = 256
 """Layouts remembered (one per set of flags served; a flag created or deleted makes one)."""
 NOT_COUNTED = 255
 """The variant byte of a flag with more variants than a byte can name (never, at 50)."""
-UPSERT = """
-INSERT INTO feature_flag_usage (flag_id, hour, variant, evaluations, last_evaluated_at)
-SELECT u.flag_id, u.hour, u.variant, u.evaluations, u.last_evaluated_at
-FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::bigint[], $5::timestamptz[])
-  AS u(flag_id, hour, variant, evaluations, last_evaluated_at)
-WHERE EXISTS (SELECT 1 FROM feature_flags f WHERE f.id = u.flag_id)
-ORDER BY u.flag_id, u.hour, u.variant
-ON CONFLICT (flag_id, hour, variant) DO UPDATE
-SET evaluations = feature_flag_usage.evaluations + EXCLUDED.evaluations,
-    last_evaluated_at = greatest(feature_flag_usage.last_evaluated_at,
-                                 EXCLUDED.last_evaluated_at)
-"""
-"""Adds one flush's counts; rows of flags deleted meanwhile are left out. Sorted, so two
-replicas flushing at once lock rows in the same order."""
 
 
 class Layout:
@@ -212,8 +198,7 @@ class UsageCounter:
             if not rows:
                 return 0
             ordered = sorted(rows.items())
-            await fetch(
-                UPSERT,
+            await queries.add_usage(
                 [row[0] for row, _ in ordered],
                 [datetime.fromtimestamp(row[1], UTC) for row, _ in ordered],
                 [row[2] for row, _ in ordered],

@@ -338,3 +338,61 @@ async def test_a_change_to_an_archived_flag_fails() -> None:
     assert (result.status, result.outcome) == ("failed", f"The flag {flag['key']!r} is archived.")
     assert (await flag_row(flag["id"]))["enabled"] is False
     assert (await schedule_row(schedule_id))["outcome"] == result.outcome
+
+
+async def test_a_due_change_that_changes_nothing_writes_nothing_to_the_flag() -> None:
+    """Through the flags service like any writer: no version bump, no flag audit record; the
+    change is applied with an outcome saying so, recorded as its author's."""
+    author = await make_user(super_admin=True)
+    flag = await variant_flag(enabled=True)
+    schedule_id = await schedule(flag["id"], "enable", author=author)
+    [result] = await run_due_changes()
+    assert (result.status, result.outcome) == ("applied", scheduler.NOTHING_TO_CHANGE)
+    after = await flag_row(flag["id"])
+    assert (after["version"], after["updated_at"]) == (flag["version"], flag["updated_at"])
+    flag_records = await audit_rows("feature_flag", flag["key"])
+    assert "feature_flag.scheduled_enable" not in [r["action"] for r in flag_records]
+    [record] = (await audit_rows("feature_flag_schedule", str(schedule_id)))[-1:]
+    assert (record["action"], record["actor_id"]) == ("feature_flag_schedule.applied", author)
+    assert record["after"] == {"status": "applied", "outcome": scheduler.NOTHING_TO_CHANGE}
+
+
+async def test_a_scheduled_change_is_audited_as_the_schedulers_work_for_its_author() -> None:
+    author = await make_user(super_admin=True)
+    flag = await variant_flag()
+    schedule_id = await schedule(flag["id"], "set_rollout", author=author, rollout="12.5")
+    [result] = await run_due_changes()
+    assert result.status == "applied"
+    [record] = [
+        r
+        for r in await audit_rows("feature_flag", flag["key"])
+        if r["action"] == "feature_flag.scheduled_set_rollout"
+    ]
+    assert record["actor_id"] == author
+    assert record["after"]["schedule_id"] == schedule_id
+    assert record["after"]["applied_by"] == "scheduler"
+    assert record["before"]["rollout_percentage"] == "0.00"
+    assert record["after"]["rollout_percentage"] == "12.50"
+
+
+async def test_a_due_change_the_rules_refuse_fails_with_their_sentence() -> None:
+    """The flag's definition was broken around the rules (psql): the service refuses to
+    write it, and the change fails with the rules' sentence instead of a 500 or a retry."""
+    author = await make_user(super_admin=True)
+    flag = await variant_flag()
+    schedule_id = await schedule(
+        flag["id"], "set_default_variant", author=author, variant="green"
+    )
+    await FeatureFlag.update({FeatureFlag.rollout_split: {"blue": 0}}).where(
+        FeatureFlag.id == flag["id"]
+    )
+    before = await flag_row(flag["id"])
+    [result] = await run_due_changes()
+    assert result.status == "failed"
+    assert result.outcome == (
+        f"The flag {flag['key']!r} refused the change:"
+        " rollout_split: the weights must add up to more than 0"
+    )
+    assert (await flag_row(flag["id"]))["version"] == before["version"]
+    assert (await schedule_row(schedule_id))["status"] == "failed"
+    assert await run_due_changes() == []

@@ -35,6 +35,21 @@ async def connection_pool(max_size: int = 2) -> AsyncIterator[None]:
         await db.close_connection_pool()
 
 
+@asynccontextmanager
+async def savepoint() -> AsyncIterator[None]:
+    """Inside a transaction: if the block raises, its writes (and `set_config`s) are undone
+    and the transaction goes on; the exception still propagates."""
+    transaction: Any = engine().current_transaction.get()
+    assert transaction is not None, "a savepoint needs an enclosing transaction"
+    point = await transaction.savepoint()
+    try:
+        yield
+    except BaseException:
+        await point.rollback_to()
+        raise
+    await point.release()
+
+
 def use_transaction_pooler(config: dict[str, Any]) -> None:
     """Make asyncpg's connection settings safe behind a transaction-pooling PgBouncer (1.18):
     no named prepared statements kept across transactions, and no `statement_timeout`
