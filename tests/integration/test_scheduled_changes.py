@@ -380,9 +380,7 @@ async def test_a_due_change_the_rules_refuse_fails_with_their_sentence() -> None
     write it, and the change fails with the rules' sentence instead of a 500 or a retry."""
     author = await make_user(super_admin=True)
     flag = await variant_flag()
-    schedule_id = await schedule(
-        flag["id"], "set_default_variant", author=author, variant="green"
-    )
+    schedule_id = await schedule(flag["id"], "set_default_variant", author=author, variant="green")
     await FeatureFlag.update({FeatureFlag.rollout_split: {"blue": 0}}).where(
         FeatureFlag.id == flag["id"]
     )
