@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from api.flags import queries as flag_queries
 from api.flags import usage as usage_module
 from api.flags.usage import HOUR, UsageCounter
 
@@ -25,7 +26,8 @@ class Clock:
 
 
 class Statement:
-    """Stands in for `fetch`: records each flush's rows, or fails while told to."""
+    """Stands in for the usage statement's `fetch` (api/flags/queries.py `add_usage`):
+    records each flush's rows, or fails while told to."""
 
     def __init__(self) -> None:
         self.rows: list[dict[tuple[int, datetime, str], tuple[int, datetime]]] = []
@@ -54,7 +56,7 @@ def fx_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 @pytest.fixture(name="statement")
 def fx_statement(monkeypatch: pytest.MonkeyPatch) -> Statement:
     statement = Statement()
-    monkeypatch.setattr(usage_module, "fetch", statement)
+    monkeypatch.setattr(flag_queries, "fetch", statement)
     return statement
 
 
