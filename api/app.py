@@ -113,7 +113,7 @@ def create_app(
                 route_handlers=[logout, hierarchy_router, users_router, get_feature],
             ),
             Router(path="/", guards=[user_or_service], route_handlers=[evaluate_flag_ofrep]),
-            # Hot: the `caller` dependency (USER_OR_SERVICE) applies it before the body is read.
+            # Hot: the rule as a call (`provide_user_or_service`), before the body is read.
             Router(
                 path="/",
                 opt=declared(Access.user_or_service),

@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
-from api.auth.deps import USER_OR_SERVICE, UserOrService
+from api.auth.deps import USER_OR_SERVICE, UserOrService, provide_user_or_service
 from api.flags.bounds import USER_ID_LIMIT, ascii_digits
 from api.flags.evaluate import Evaluation
 from api.flags.store import evaluate_one, user_flags
@@ -144,7 +144,6 @@ async def evaluate_flag_ofrep(
     "/ofrep/v1/evaluate/flags",
     tags=["ofrep"],
     operation_id="ofrepEvaluateFlags",
-    dependencies=USER_OR_SERVICE,
     responses={
         304: ResponseSpec(None, description="Not modified (If-None-Match)"),
         400: ResponseSpec(OfrepBulk, description="PARSE_ERROR / INVALID_CONTEXT / ..."),
@@ -152,9 +151,10 @@ async def evaluate_flag_ofrep(
     },
     status_code=200,
 )
-async def evaluate_flags_ofrep(
-    request: Request[Any, Any, Any], caller: NamedDependency[UserOrService]
-) -> Response[OfrepBulk | None]:
+async def evaluate_flags_ofrep(request: Request[Any, Any, Any]) -> Response[OfrepBulk | None]:
+    """Every flag for the caller, the front end's hot path: the access rule is a call, before
+    the body is read, since Litestar's dependency injection cost it a tenth of its time."""
+    caller = await provide_user_or_service(request)
     try:
         subject = await _subject(request, caller)
         flags = await user_flags(subject.user_id, attributes=subject.attributes)
