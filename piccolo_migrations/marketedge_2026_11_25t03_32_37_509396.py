@@ -66,7 +66,9 @@ DESCRIPTION = "Initial schema: users, hierarchy, flags, audit, sessions"
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = MigrationManager(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.add_table(
         class_name="FeatureFlagOverride",
@@ -117,9 +119,13 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(class_name="AuditLog", tablename="audit_logs", schema=None, columns=None)
+    manager.add_table(
+        class_name="AuditLog", tablename="audit_logs", schema=None, columns=None
+    )
 
-    manager.add_table(class_name="User", tablename="users", schema=None, columns=None)
+    manager.add_table(
+        class_name="User", tablename="users", schema=None, columns=None
+    )
 
     manager.add_table(
         class_name="SuperAdminGrant",
@@ -2301,7 +2307,9 @@ async def forwards():
         tablename="organization_hierarchy",
         constraint_name="hierarchy_level_valid",
         constraint_class=Check,
-        params={"condition": "level IN ('organization', 'location', 'department')"},
+        params={
+            "condition": "level IN ('organization', 'location', 'department')"
+        },
         schema=None,
     )
 
@@ -2330,7 +2338,9 @@ async def forwards():
         tablename="organization_hierarchy",
         constraint_name="hierarchy_domains_only_on_organizations",
         constraint_class=Check,
-        params={"condition": "level = 'organization' OR cardinality(email_domains) = 0"},
+        params={
+            "condition": "level = 'organization' OR cardinality(email_domains) = 0"
+        },
         schema=None,
     )
 
@@ -2391,7 +2401,9 @@ async def forwards():
         tablename="feature_flags",
         constraint_name="feature_flags_rollout_range",
         constraint_class=Check,
-        params={"condition": "rollout_percentage >= 0 AND rollout_percentage <= 100"},
+        params={
+            "condition": "rollout_percentage >= 0 AND rollout_percentage <= 100"
+        },
         schema=None,
     )
 

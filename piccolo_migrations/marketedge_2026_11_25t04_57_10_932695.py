@@ -14,7 +14,9 @@ DESCRIPTION = ""
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = MigrationManager(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.add_table(
         class_name="AdminSession",
@@ -23,7 +25,9 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(class_name="AdminUser", tablename="admin_users", schema=None, columns=None)
+    manager.add_table(
+        class_name="AdminUser", tablename="admin_users", schema=None, columns=None
+    )
 
     manager.add_column(
         table_class_name="AdminSession",

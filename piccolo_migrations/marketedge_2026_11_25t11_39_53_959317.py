@@ -18,14 +18,15 @@ class SnapshotOnlyRenames(MigrationManager):
         ]
         assert all(r.old_db_column_name == r.new_db_column_name for r in renames)
 
-
 ID = "2026-11-25T11:39:53:959317"
 VERSION = "1.38.0"
 DESCRIPTION = "Name foreign-key attributes after their columns"
 
 
 async def forwards():
-    manager = SnapshotOnlyRenames(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = SnapshotOnlyRenames(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.rename_column(
         table_class_name="HierarchyNode",

@@ -10,7 +10,9 @@ DESCRIPTION = ""
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = MigrationManager(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.add_column(
         table_class_name="HierarchyNode",

@@ -63,7 +63,9 @@ DESCRIPTION = "Typed variants, rules, segments, scheduled changes and usage coun
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = MigrationManager(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.add_table(
         class_name="FeatureFlagSchedule",
@@ -72,7 +74,9 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(class_name="Segment", tablename="segments", schema=None, columns=None)
+    manager.add_table(
+        class_name="Segment", tablename="segments", schema=None, columns=None
+    )
 
     manager.add_table(
         class_name="FeatureFlagRule",
@@ -944,7 +948,9 @@ async def forwards():
         tablename="feature_flag_schedules",
         constraint_name="flag_schedules_status_valid",
         constraint_class=Check,
-        params={"condition": "status IN ('pending', 'applied', 'cancelled', 'failed')"},
+        params={
+            "condition": "status IN ('pending', 'applied', 'cancelled', 'failed')"
+        },
         schema=None,
     )
 
@@ -1219,7 +1225,9 @@ async def forwards():
         tablename="feature_flags",
         constraint_name="feature_flags_type_valid",
         constraint_class=Check,
-        params={"condition": "flag_type IN ('boolean', 'string', 'integer', 'float', 'object')"},
+        params={
+            "condition": "flag_type IN ('boolean', 'string', 'integer', 'float', 'object')"
+        },
         schema=None,
     )
 

@@ -6,7 +6,9 @@ DESCRIPTION = "Overrides keep only their variant"
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = MigrationManager(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.drop_column(
         table_class_name="FeatureFlagOverride",

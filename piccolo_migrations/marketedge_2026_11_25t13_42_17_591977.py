@@ -6,7 +6,9 @@ DESCRIPTION = "Usage counts are called evaluations: `count` shadows Table.count(
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = MigrationManager(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.rename_column(
         table_class_name="FeatureFlagUsage",

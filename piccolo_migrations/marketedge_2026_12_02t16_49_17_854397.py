@@ -11,7 +11,9 @@ DESCRIPTION = ""
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = MigrationManager(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.add_column(
         table_class_name="User",
@@ -199,7 +201,9 @@ async def forwards():
         tablename="organization_hierarchy",
         constraint_name="hierarchy_managed_settings_only_on_organizations",
         constraint_class=Check,
-        params={"condition": "level = 'organization' OR cardinality(managed_settings) = 0"},
+        params={
+            "condition": "level = 'organization' OR cardinality(managed_settings) = 0"
+        },
         schema=None,
     )
 
@@ -208,7 +212,9 @@ async def forwards():
         tablename="organization_hierarchy",
         constraint_name="hierarchy_settings_object",
         constraint_class=Check,
-        params={"condition": "settings IS NULL OR jsonb_typeof(settings) = 'object'"},
+        params={
+            "condition": "settings IS NULL OR jsonb_typeof(settings) = 'object'"
+        },
         schema=None,
     )
 
@@ -217,7 +223,9 @@ async def forwards():
         tablename="organization_hierarchy",
         constraint_name="hierarchy_settings_size",
         constraint_class=Check,
-        params={"condition": "settings IS NULL OR octet_length(settings::text) <= 32768"},
+        params={
+            "condition": "settings IS NULL OR octet_length(settings::text) <= 32768"
+        },
         schema=None,
     )
 

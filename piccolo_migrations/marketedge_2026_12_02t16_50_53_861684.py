@@ -8,7 +8,9 @@ DESCRIPTION = "Targeting rules and segments carry a version, for the admin's opt
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="marketedge", description=DESCRIPTION)
+    manager = MigrationManager(
+        migration_id=ID, app_name="marketedge", description=DESCRIPTION
+    )
 
     manager.add_column(
         table_class_name="Segment",
