@@ -7,12 +7,27 @@ front can bound is listed in the README's deployment section.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import uvicorn
 
-from api.platform.config import SettingsError, load_settings
+from api.platform.config import Settings, SettingsError, load_settings
 from api.platform.http.server_protocol import BoundedHttpToolsProtocol
+from api.platform.http.sites import cross_site_warning
+from api.platform.logging import configure_logging
+
+
+def warn_about_cross_site_front_ends(settings: Settings) -> None:
+    """Logged here, once per web process (before the workers fork), not in each create_app."""
+    if warning := cross_site_warning(settings.public_url, settings.frontend_origins):
+        configure_logging(
+            json_lines=settings.environment != "development",
+            level=logging.getLevelNamesMapping()[settings.log_level],
+        )
+        logging.getLogger("api.ops.serve").warning(
+            warning, extra={"fields": {"event": "cross_site_front_end"}}
+        )
 
 
 def main() -> None:
@@ -21,6 +36,7 @@ def main() -> None:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    warn_about_cross_site_front_ends(settings)
     uvicorn.run(
         "api.app:create_app",
         factory=True,
