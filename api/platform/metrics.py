@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +30,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
@@ -123,8 +126,12 @@ def exposition() -> bytes:
     sample()
     if not multiprocess_mode():
         return generate_latest(REGISTRY)
+    forget_dead_workers()
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    # The answering worker's own process_* and python_* (they cannot be summed).
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
     return generate_latest(registry)
 
 
@@ -198,8 +205,19 @@ async def metrics_sampler(_: Litestar) -> AsyncIterator[None]:
         yield
 
 
-def mark_worker_dead(pid: int) -> None:
-    """Drop an exited worker's live gauges (its counters stay in the sums)."""
-    if multiprocess_mode():
-        with contextlib.suppress(FileNotFoundError):
-            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+def forget_dead_workers() -> None:
+    """`mark_process_dead` for every worker whose files remain but whose process has exited
+    (uvicorn replaces a dead worker): its live gauges leave the scrape, its counts stay."""
+    directory = os.environ[MULTIPROC_ENV]
+    found = (_LIVE_GAUGE_FILE.match(name) for name in os.listdir(directory))
+    pids = {int(match.group(1)) for match in found if match}
+    for pid in pids - {os.getpid()}:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, someone else's
+            pass
