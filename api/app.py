@@ -43,6 +43,7 @@ from api.platform.http.openapi_ui import swagger_assets, swagger_ui_plugin
 from api.platform.http.request_context import RequestContextMiddleware
 from api.platform.http.security_headers import SecurityHeadersMiddleware
 from api.platform.logging import access_log_flusher, configure_logging
+from api.platform.metrics import RequestMetricsMiddleware, metrics_endpoint, metrics_sampler
 from api.platform.runtime import frozen_startup_heap
 from api.web.health import liveness, readiness
 from api.web.pages import home, template_config
@@ -134,6 +135,8 @@ def create_app(
                 opt=PUBLIC,
                 route_handlers=[liveness, readiness, auth_config, swagger_assets()],
             ),
+            # /metrics checks METRICS_TOKEN itself (404 in production without one).
+            Router(path="/", opt=PUBLIC, route_handlers=[metrics_endpoint]),
             # The mount checks super-admin itself: anonymous pages are sent through the login.
             Router(path="/", opt=declared(Access.super_admin), route_handlers=[admin_mount]),
             db_backed,
@@ -145,6 +148,7 @@ def create_app(
             change_listener,
             flag_scheduler,
             usage_flusher,  # after the pool: its last flush at shutdown still has it
+            metrics_sampler,
             frozen_startup_heap,
         ],
         openapi_config=OpenAPIConfig(
@@ -165,4 +169,4 @@ def create_app(
         raise ImproperlyConfiguredException(f"Routes without declared access: {missing}")
     document_error_responses(litestar_app)
     guarded = SecurityHeadersMiddleware(RequestLimitsMiddleware(litestar_app, settings), settings)
-    return RequestContextMiddleware(guarded)
+    return RequestMetricsMiddleware(RequestContextMiddleware(guarded))

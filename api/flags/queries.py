@@ -495,3 +495,18 @@ async def mark_schedule_done(schedule_id: int, status: ScheduleStatus, outcome: 
             FeatureFlagSchedule.applied_at: QueryString("now()"),
         }
     ).where(FeatureFlagSchedule.id == schedule_id)
+
+
+OVERDUE_AFTER = "1 minute"
+"""A pending change due longer ago than this is overdue: every process looks every
+`SCHEDULER_INTERVAL` seconds, so only a scheduler that cannot apply it leaves it there."""
+
+
+async def count_pending_schedules() -> tuple[int, int]:
+    """(pending, overdue) scheduled changes, by the database's clock."""
+    pending = FeatureFlagSchedule.status == ScheduleStatus.pending.value
+    total = await FeatureFlagSchedule.count().where(pending)
+    overdue = await FeatureFlagSchedule.count().where(
+        pending, WhereRaw(f"run_at <= now() - interval '{OVERDUE_AFTER}'")
+    )
+    return total, overdue

@@ -8,7 +8,10 @@ front can bound is listed in the README's deployment section.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 
@@ -37,6 +40,8 @@ def main() -> None:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     warn_about_cross_site_front_ends(settings)
+    if settings.web_concurrency > 1:
+        prepare_multiprocess_metrics()
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -50,6 +55,22 @@ def main() -> None:
         server_header=False,
         log_config=None,
     )
+
+
+def prepare_multiprocess_metrics() -> None:
+    """Several workers: each writes its metrics to files in one directory, which a scrape
+    sums (prometheus_client's multiprocess mode). Set before the workers start, hence before
+    any of them imports prometheus_client; emptied, so a restart does not add the last run's
+    counts to this one's."""
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if chosen:
+        directory = Path(chosen)
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.glob("*.db"):
+            leftover.unlink()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="marketedge-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,9 @@ class Settings:
     )
     """Machine clients (client-credentials tokens) allowed in, each with the scopes it may
     use (`SERVICE_CLIENT_IDS`); a client not named here gets 401."""
+    metrics_token: str | None = None
+    """Bearer token a Prometheus scrape of `/metrics` must send; unset, `/metrics` is open in
+    development and 404 in production."""
 
     @property
     def through_pooler(self) -> bool:
@@ -321,6 +324,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keep_alive_seconds=_positive_seconds(env, "KEEP_ALIVE_SECONDS", 5.0),
         max_connections=_positive_int(env, "MAX_CONNECTIONS", 1_000),
         service_clients=_service_clients(env, "SERVICE_CLIENT_IDS"),
+        metrics_token=_optional(env, "METRICS_TOKEN"),
     )
 
 
