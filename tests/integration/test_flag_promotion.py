@@ -20,7 +20,13 @@ import pytest
 from api.flags.promotion import MAX_FLAGS, canonical_json
 from api.flags.store import flag_cache
 from api.platform.db.sql import fetch
+from tests.integration.test_bearer_tokens import (  # the bad provider and its app
+    fx_provider,  # noqa: F401
+    fx_rp,  # noqa: F401
+    fx_settings,  # noqa: F401
+)
 from tests.support.auth import SignedIn, sign_in
+from tests.support.bad_provider import BadProvider
 from tests.support.data import unique
 
 ADMIN = "/api/v1/admin"
@@ -336,3 +342,69 @@ async def test_people_who_are_not_super_admins_may_neither_export_nor_import(
     refused = await post_import(client, person, {"format": 1, "flags": [], "segments": []})
     assert refused.status_code == 403
     assert (await client.get(EXPORT)).status_code == 401
+
+
+# ---- machine clients (CI) ------------------------------------------------------------------
+
+
+async def test_machine_clients_export_with_flags_read_and_import_with_flags_write(
+    rp: httpx.AsyncClient, provider: BadProvider
+) -> None:
+    """ci-deployer may use flags:read and flags:write, reporting only flags:read
+    (test_bearer_tokens.SERVICES); scopes come from `scope` or Auth0's `permissions`."""
+
+    def bearer(client: str, **claims: Any) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {provider.sign(provider.client_claims(client, **claims))}"
+        }
+
+    key = unique("ci")
+    document = {
+        "format": 1,
+        "segments": [],
+        "flags": [
+            {
+                "key": key,
+                "name": "CI",
+                "description": "",
+                "type": "boolean",
+                "variants": {"on": True, "off": False},
+                "default_variant": "on",
+                "off_variant": "off",
+                "enabled": True,
+                "rollout_percentage": "10.00",
+                "rollout_split": None,
+                "rules": [],
+                "schedules": [],
+            }
+        ],
+    }
+    body = canonical_json(document)
+    json_type = {"Content-Type": "application/json"}
+    reader = bearer("reporting", scope="flags:read")
+    writer = bearer("ci-deployer", permissions=["flags:read", "flags:write"])
+    unscoped = bearer("ci-deployer", scope="openid")
+
+    assert (await rp.get(EXPORT, headers=reader)).status_code == 200
+    assert (await rp.get(EXPORT, headers=writer)).status_code == 200
+    assert (await rp.get(EXPORT, headers=unscoped)).status_code == 403
+    for headers in (reader, unscoped):
+        refused = await rp.post(IMPORT, content=body, headers={**headers, **json_type})
+        assert refused.status_code == 403, refused.text
+    assert not await fetch("SELECT 1 FROM feature_flags WHERE key = $1", key)
+    dry = await rp.post(
+        IMPORT, content=body, params={"dry_run": "true"}, headers={**writer, **json_type}
+    )
+    assert dry.status_code == 200, dry.text
+    applied = await rp.post(IMPORT, content=body, headers={**writer, **json_type})
+    assert applied.status_code == 200, applied.text
+    (row,) = await fetch(
+        "SELECT actor_id, actor_email, after::jsonb ->> 'import_sha256' AS sha FROM audit_logs"
+        " WHERE action = 'feature_flag.created' AND resource_id = $1",
+        key,
+    )
+    assert row["actor_id"] is None
+    assert row["actor_email"] == "client:ci-deployer"
+    assert row["sha"] == hashlib.sha256(body).hexdigest()
+    (flag,) = await fetch("SELECT created_by_id FROM feature_flags WHERE key = $1", key)
+    assert flag["created_by_id"] is None
