@@ -73,6 +73,7 @@ FLAG_FIELDS = (
     "rollout_split",
 )
 RULE_FIELDS = ("position", "conditions", "segment_id", "variant", "split")
+"""Compared by the diff; `segment_id` is shown as `segment` (its key)."""
 SEGMENT_FIELDS = ("name", "description", "conditions")
 
 
@@ -403,6 +404,7 @@ async def _apply_rules(
     diff: _Diff,
 ) -> None:
     existing = {rule.name: rule for rule in await queries.list_rules(flag.id)}
+    segment_keys = {segment_id: key for key, segment_id in segment_ids.items()}
     for rule in promoted.rules:
         try:
             if rule.segment is not None and rule.segment not in segment_ids:
@@ -427,9 +429,24 @@ async def _apply_rules(
         except AppError as exc:
             raise _named(exc, flag=promoted.key, rule=rule.name) from None
         diff.compare("rule", rule.name, promoted.key, before, after, RULE_FIELDS)
+        _segment_by_key(diff, segment_keys)
     named = {rule.name for rule in promoted.rules}
     for name in sorted(set(existing) - named):
         diff.left_alone.append(LeftAlone("rule", name, promoted.key, "not_in_document"))
+
+
+def _segment_by_key(diff: _Diff, segment_keys: Mapping[int, str]) -> None:
+    """A rule's change names its segment by key, as the document does: ids differ between
+    databases, and a diff must read the same wherever it is computed."""
+    if not diff.changes or diff.changes[-1].kind != "rule":
+        return
+    fields = diff.changes[-1].fields
+    if "segment_id" in fields:
+        change = fields.pop("segment_id")
+        fields["segment"] = FieldChange(
+            segment_keys.get(change.before, change.before),
+            segment_keys.get(change.after, change.after),
+        )
 
 
 def _schedule_key(

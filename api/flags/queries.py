@@ -537,3 +537,13 @@ async def node_slug_paths() -> dict[int, str]:
     rows = await HierarchyNode.select(HierarchyNode.id, HierarchyNode.slug, HierarchyNode.path)
     slugs = {row["id"]: row["slug"] for row in rows}
     return {row["id"]: "/".join(slugs[i] for i in row["path"]) for row in rows}
+
+
+async def active_super_admin_by_email(email: str) -> dict[str, Any] | None:
+    """The id and e-mail of the active super-admin with this address (the CLI's operator)."""
+    row = (
+        await User.select(User.id, User.email)
+        .where((User.email == email) & (User.is_active == True) & (User.is_super_admin == True))  # noqa: E712
+        .first()
+    )
+    return None if row is None else dict(row)
