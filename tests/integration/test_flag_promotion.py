@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+import yaml
 
 from api.flags.promotion import MAX_FLAGS, canonical_json
 from api.flags.store import flag_cache
@@ -408,3 +410,49 @@ async def test_machine_clients_export_with_flags_read_and_import_with_flags_writ
     assert row["sha"] == hashlib.sha256(body).hexdigest()
     (flag,) = await fetch("SELECT created_by_id FROM feature_flags WHERE key = $1", key)
     assert flag["created_by_id"] is None
+
+
+def readme_ci_job() -> dict[str, Any]:
+    """The CI job of README's "Promoting flags between environments", as YAML."""
+    readme = Path("README.md").read_text()
+    section = readme[readme.index("### Promoting flags between environments") :]
+    block = section[
+        section.index("```yaml\n") + 8 : section.index("\n```", section.index("```yaml"))
+    ]
+    job: dict[str, Any] = yaml.safe_load(block)
+    return job
+
+
+def curl_request(command: str) -> tuple[str, str, bool]:
+    """Method, path and query, and whether it sends flags.json, of a step's one curl."""
+    command = command.replace("\\\n", " ")
+    (url,) = re.findall(r'"\$[A-Z_]+_URL(/[^"]+)"', command)
+    method = "POST" if "-X POST" in command else "GET"
+    return method, url, "--data-binary @flags.json" in command
+
+
+async def test_the_readme_ci_job_promotes_with_the_real_endpoints(
+    rp: httpx.AsyncClient, provider: BadProvider
+) -> None:
+    steps = readme_ci_job()["jobs"]["promote"]["steps"]
+    requests = [curl_request(step["run"]) for step in steps]
+    assert requests == [
+        ("GET", "/api/v1/admin/flags/export", False),
+        ("POST", "/api/v1/admin/flags/import?dry_run=true", True),
+        ("POST", "/api/v1/admin/flags/import", True),
+    ]
+    token = provider.sign(provider.client_claims("ci-deployer", scope="flags:read flags:write"))
+    auth = {"Authorization": f"Bearer {token}"}
+    flags_json = b""
+    for method, url, sends in requests:
+        if sends:
+            answer = await rp.post(
+                url, content=flags_json, headers={**auth, "Content-Type": "application/json"}
+            )
+        else:
+            answer = await rp.request(method, url, headers=auth)
+        assert answer.status_code == 200, answer.text
+        if method == "GET":
+            flags_json = answer.content
+        else:
+            assert answer.json()["changes"] == []  # staging and production are one here
