@@ -30,6 +30,7 @@ from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.flags.routes.features import get_feature, list_features
 from api.flags.routes.management import flags_management_router
 from api.flags.routes.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
+from api.flags.routes.promotion import export_schema, flags_promotion_router
 from api.flags.scheduler import flag_scheduler
 from api.flags.usage import usage_flusher
 from api.hierarchy.routes import hierarchy_router, me, users_router
@@ -114,6 +115,9 @@ def create_app(
                 route_handlers=[logout, hierarchy_router, users_router, get_feature],
             ),
             Router(path="/", guards=[user_or_service], route_handlers=[evaluate_flag_ofrep]),
+            # Super-admins, or machine clients by scope (checked by the handlers).
+            Router(path="/", guards=[user_or_service], route_handlers=[flags_promotion_router]),
+            Router(path="/", opt=PUBLIC, route_handlers=[export_schema]),
             # Hot: the rule as a call (`provide_user_or_service`), before the body is read.
             Router(
                 path="/",
