@@ -44,6 +44,7 @@ from api.flags.schemas import (
 from api.flags.service import Connection
 from api.platform.db.audit import audit_noted
 from api.platform.db.changes import change_transaction
+from api.platform.db.sql import savepoint
 from api.platform.http.errors import AppError, InvalidInput
 
 FORMAT = 1
@@ -299,7 +300,9 @@ async def import_document(
     actor = cast(Caller, importer)  # the service reads only `user_id` and `email`
     try:
         with audit_noted(import_sha256=digest):
-            async with change_transaction():
+            async with change_transaction(), savepoint():
+                # The savepoint: inside another transaction (the admin's form) a dry run or
+                # a refusal still undoes exactly this import's writes.
                 await _apply(document, actor, connection, diff, prune=prune)
                 if dry_run:
                     raise _DryRun
