@@ -61,9 +61,10 @@ async def import_flags(
     return await promotion.import_document(body, importer, request, dry_run=dry_run, prune=prune)
 
 
-@get(promotion.SCHEMA_PATH, operation_id="flagsExportSchema", media_type="application/json")
-async def export_schema() -> Response[bytes]:
-    """The JSON Schema of the document (docs/flags-export.schema.json), at a stable URL."""
+@get(promotion.SCHEMA_PATH, operation_id="flagsExportSchema", media_type="application/schema+json")
+async def export_schema() -> Response[Any]:
+    """The JSON Schema of the document (docs/flags-export.schema.json), at a stable URL: the
+    file's bytes, a JSON object (so OpenAPI says no more than "any", not "string")."""
     return Response(SCHEMA_FILE.read_bytes(), media_type="application/schema+json")
 
 
