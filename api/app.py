@@ -44,7 +44,7 @@ from api.platform.http.openapi_ui import swagger_assets, swagger_ui_plugin
 from api.platform.http.request_context import RequestContextMiddleware
 from api.platform.http.security_headers import SecurityHeadersMiddleware
 from api.platform.logging import access_log_flusher, configure_logging
-from api.platform.metrics import RequestMetricsMiddleware, metrics_endpoint, metrics_sampler
+from api.platform.metrics import metrics_endpoint, metrics_sampler
 from api.platform.runtime import frozen_startup_heap
 from api.web.health import liveness, readiness
 from api.web.pages import home, template_config
@@ -173,4 +173,4 @@ def create_app(
         raise ImproperlyConfiguredException(f"Routes without declared access: {missing}")
     document_error_responses(litestar_app)
     guarded = SecurityHeadersMiddleware(RequestLimitsMiddleware(litestar_app, settings), settings)
-    return RequestMetricsMiddleware(RequestContextMiddleware(guarded))
+    return RequestContextMiddleware(guarded)

@@ -16,13 +16,12 @@ import hmac
 import logging
 import os
 import re
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Scope
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -157,36 +156,13 @@ def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-class RequestMetricsMiddleware:
-    """Observe each HTTP request's duration under its route template (Litestar puts it in
-    the scope when it routes), never the raw path."""
-
-    __slots__ = ("app",)
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fields: dict[str, Any] = scope  # type: ignore[assignment]
-        if fields["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = fields.get("path_template") or UNMATCHED
-            HTTP_DURATION.labels(fields["method"], route, str(status)).observe(
-                time.perf_counter() - started
-            )
+def observe_request(scope: Scope, status: int, seconds: float) -> None:
+    """A finished HTTP request's duration under its route template (Litestar puts it in the
+    scope when it routes), never the raw path. Called by the request-context middleware,
+    which already times every request and sees its status."""
+    fields: dict[str, Any] = scope  # type: ignore[assignment]
+    route = fields.get("path_template") or UNMATCHED
+    HTTP_DURATION.labels(fields["method"], route, str(status)).observe(seconds)
 
 
 async def _sample_periodically() -> None:
