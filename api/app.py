@@ -30,6 +30,7 @@ from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.flags.routes.features import get_feature, list_features
 from api.flags.routes.management import flags_management_router
 from api.flags.routes.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep, ofrep_event_stream
+from api.flags.routes.promotion import export_schema, flags_promotion_router
 from api.flags.scheduler import flag_scheduler
 from api.flags.streams import event_streams
 from api.flags.usage import usage_flusher
@@ -44,6 +45,7 @@ from api.platform.http.openapi_ui import swagger_assets, swagger_ui_plugin
 from api.platform.http.request_context import RequestContextMiddleware
 from api.platform.http.security_headers import SecurityHeadersMiddleware
 from api.platform.logging import access_log_flusher, configure_logging
+from api.platform.metrics import metrics_endpoint, metrics_sampler
 from api.platform.runtime import frozen_startup_heap
 from api.web.health import liveness, readiness
 from api.web.pages import home, template_config
@@ -116,6 +118,9 @@ def create_app(
                 route_handlers=[logout, hierarchy_router, users_router, get_feature],
             ),
             Router(path="/", guards=[user_or_service], route_handlers=[evaluate_flag_ofrep]),
+            # Super-admins, or machine clients by scope (checked by the handlers).
+            Router(path="/", guards=[user_or_service], route_handlers=[flags_promotion_router]),
+            Router(path="/", opt=PUBLIC, route_handlers=[export_schema]),
             # Hot: the rule as a call (`provide_user_or_service`), before the body is read.
             Router(
                 path="/",
@@ -137,6 +142,8 @@ def create_app(
                 opt=PUBLIC,
                 route_handlers=[liveness, readiness, auth_config, swagger_assets()],
             ),
+            # /metrics checks METRICS_TOKEN itself (404 in production without one).
+            Router(path="/", opt=PUBLIC, route_handlers=[metrics_endpoint]),
             # The mount checks super-admin itself: anonymous pages are sent through the login.
             Router(path="/", opt=declared(Access.super_admin), route_handlers=[admin_mount]),
             db_backed,
@@ -149,6 +156,7 @@ def create_app(
             event_streams,  # after the listener: shutdown closes streams before it stops
             flag_scheduler,
             usage_flusher,  # after the pool: its last flush at shutdown still has it
+            metrics_sampler,
             frozen_startup_heap,
         ],
         openapi_config=OpenAPIConfig(

@@ -40,6 +40,7 @@ from api.auth.identity import Caller
 from api.platform.cache import BoundedCache
 from api.platform.config import Settings
 from api.platform.db.changes import listener
+from api.platform.metrics import cache_counters
 
 TOUCH_INTERVAL = timedelta(seconds=60)
 CACHE_SECONDS = 55.0  # under TOUCH_INTERVAL: a busy session is re-read, and touched, each minute
@@ -47,6 +48,7 @@ REFRESH_WINDOW = (35.0, 50.0)  # seconds after caching; jittered so that reloads
 REFRESH_BATCH = 500
 CACHE_LIMIT = 100_000
 logger = logging.getLogger("api.auth.sessions")
+_SESSION_HIT, _SESSION_MISS = cache_counters("sessions")
 
 # (caller, monotonic time from which to refresh it, monotonic time after which not trusted)
 _Entry = tuple[Caller, float, float]
@@ -81,17 +83,22 @@ class SessionCache:
     def lookup(self, token: str) -> tuple[Caller | None, bool]:
         """The cached caller, and whether it is due for a refresh ahead of its expiry."""
         if not listener.connected:
+            _SESSION_MISS.inc()
             return None, False
         entry = self._entries.get(token)
         if entry is None:
+            _SESSION_MISS.inc()
             return None, False
         caller, refresh_at, trusted_until = entry
         now = time.monotonic()
         if now < refresh_at:
+            _SESSION_HIT.inc()
             return caller, False
         if now > trusted_until:
             self._entries.discard(token)
+            _SESSION_MISS.inc()
             return None, False
+        _SESSION_HIT.inc()
         return caller, True
 
     def put(self, token: str, caller: Caller, generation: int | None = None) -> None:

@@ -41,6 +41,7 @@ from tables.flags import (
     FeatureFlagUsage,
     Segment,
 )
+from tables.hierarchy import HierarchyNode
 from tables.users import User
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -495,3 +496,69 @@ async def mark_schedule_done(schedule_id: int, status: ScheduleStatus, outcome: 
             FeatureFlagSchedule.applied_at: QueryString("now()"),
         }
     ).where(FeatureFlagSchedule.id == schedule_id)
+
+
+OVERDUE_AFTER = "1 minute"
+"""A pending change due longer ago than this is overdue: every process looks every
+`SCHEDULER_INTERVAL` seconds, so only a scheduler that cannot apply it leaves it there."""
+
+
+async def count_pending_schedules() -> tuple[int, int]:
+    """(pending, overdue) scheduled changes, by the database's clock."""
+    pending = FeatureFlagSchedule.status == ScheduleStatus.pending.value
+    total = await FeatureFlagSchedule.count().where(pending)
+    overdue = await FeatureFlagSchedule.count().where(
+        pending, WhereRaw(f"run_at <= now() - interval '{OVERDUE_AFTER}'")
+    )
+    return total, overdue
+
+
+# ---- promotion (export and import) ---------------------------------------------------------
+
+
+async def all_rules() -> list[TargetingRule]:
+    """Every rule, by flag, in evaluation order (position, ties by id)."""
+    rows = (
+        await FeatureFlagRule.select(*TARGETING_RULE_COLUMNS)
+        .order_by(FeatureFlagRule.flag_id, FeatureFlagRule.position, FeatureFlagRule.id)
+        .output(load_json=True)
+    )
+    return [as_struct(row, TargetingRule) for row in rows]
+
+
+async def pending_schedules() -> list[Schedule]:
+    """Every pending scheduled change, by flag, then time."""
+    rows = (
+        await FeatureFlagSchedule.select(*SCHEDULE_COLUMNS)
+        .where(FeatureFlagSchedule.status == ScheduleStatus.pending.value)
+        .order_by(FeatureFlagSchedule.flag_id, FeatureFlagSchedule.run_at, FeatureFlagSchedule.id)
+    )
+    return [msgspec.convert(row, Schedule) for row in rows]
+
+
+async def node_overrides() -> list[Override]:
+    """Every override that targets a node (user overrides are not promoted)."""
+    rows = (
+        await FeatureFlagOverride.select(*OVERRIDE_COLUMNS)
+        .where(FeatureFlagOverride.node_id.is_not_null())
+        .order_by(FeatureFlagOverride.flag_id, FeatureFlagOverride.id)
+    )
+    return [msgspec.convert(row, Override) for row in rows]
+
+
+async def node_slug_paths() -> dict[int, str]:
+    """Each hierarchy node's path of slugs from the root (`acme/emea/sales`): how a node is
+    named across databases, whose ids differ."""
+    rows = await HierarchyNode.select(HierarchyNode.id, HierarchyNode.slug, HierarchyNode.path)
+    slugs = {row["id"]: row["slug"] for row in rows}
+    return {row["id"]: "/".join(slugs[i] for i in row["path"]) for row in rows}
+
+
+async def active_super_admin_by_email(email: str) -> dict[str, Any] | None:
+    """The id and e-mail of the active super-admin with this address (the CLI's operator)."""
+    row = (
+        await User.select(User.id, User.email)
+        .where((User.email == email) & (User.is_active == True) & (User.is_super_admin == True))  # noqa: E712
+        .first()
+    )
+    return None if row is None else dict(row)

@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 from litestar import Litestar
+from prometheus_client import Counter, Gauge
 
 from api.auth.identity import Caller
 from api.flags import queries, service
@@ -40,6 +41,17 @@ from tables.enums import ScheduleAction, ScheduleStatus
 logger = logging.getLogger("api.flags.scheduler")
 
 BATCH = 100
+SCHEDULED = Gauge(
+    "marketedge_scheduled_changes",
+    "Scheduled flag changes waiting, by status: pending, or overdue (due over a minute ago).",
+    ["status"],
+    multiprocess_mode="livemax",  # every process counts the same table
+)
+APPLIED = Counter(
+    "marketedge_scheduled_changes_applied",
+    "Scheduled changes this process settled, by outcome: applied, failed, or error (retried).",
+    ["outcome"],
+)
 """Changes applied per look at most; the rest wait for the next look, so no look runs long."""
 OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
@@ -154,12 +166,14 @@ async def run_due_changes(limit: int = BATCH) -> list[Applied]:
             if not claimed:
                 raise
             logger.exception("scheduled change %s could not be applied", claimed[0])
+            APPLIED.labels("error").inc()
             attempted.extend(claimed)
             continue
         if result is None:
             break
         attempted.append(result.schedule_id)
         done.append(result)
+        APPLIED.labels(result.status.value).inc()
         logger.info(
             "scheduled change %s %s%s",
             result.schedule_id,
@@ -169,11 +183,19 @@ async def run_due_changes(limit: int = BATCH) -> list[Applied]:
     return done
 
 
+async def count_schedules() -> None:
+    """Set the scheduled-changes gauge from the table (once per look, not per scrape)."""
+    pending, overdue = await queries.count_pending_schedules()
+    SCHEDULED.labels("pending").set(pending)
+    SCHEDULED.labels("overdue").set(overdue)
+
+
 async def run_scheduler(interval: float) -> None:
     """Look for due changes every `interval` seconds until cancelled; never dies of an error."""
     while True:
         try:
             await run_due_changes()
+            await count_schedules()
         except DATABASE_ERRORS as error:
             logger.warning("scheduled changes wait: %s: %s", type(error).__name__, error)
         except Exception:

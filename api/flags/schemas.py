@@ -221,3 +221,100 @@ def given_fields(data: msgspec.Struct, *skip: str) -> dict[str, Any]:
         for name in data.__struct_fields__
         if name not in skip and (value := getattr(data, name)) is not msgspec.UNSET
     }
+
+
+# ---- promotion between environments (docs/flags-export.schema.json) ------------------------
+
+
+class PromotedRule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
+    """A rule, found again by its name (unique per flag); its segment by key."""
+
+    name: str
+    position: int
+    conditions: list[Any]
+    segment: str | None
+    variant: str | None
+    split: dict[str, Any] | None
+
+
+class PromotedSchedule(msgspec.Struct, forbid_unknown_fields=True):
+    """A pending scheduled change, the same in another database when every field matches."""
+
+    action: ScheduleAction
+    run_at: datetime
+    rollout_percentage: str | None
+    variant: str | None
+    note: str
+
+
+class PromotedNodeOverride(msgspec.Struct, forbid_unknown_fields=True):
+    """An override of a node named by its path of slugs from the root."""
+
+    node: str
+    variant: str
+    reason: str
+    expires_at: datetime | None
+
+
+class PromotedFlag(msgspec.Struct, forbid_unknown_fields=True):
+    key: str
+    name: str
+    description: str
+    type: FlagType
+    variants: dict[str, Any]
+    default_variant: str
+    off_variant: str
+    enabled: bool
+    rollout_percentage: str
+    rollout_split: dict[str, Any] | None
+    rules: list[PromotedRule]
+    schedules: list[PromotedSchedule]
+    node_overrides: list[PromotedNodeOverride] | msgspec.UnsetType = msgspec.UNSET
+
+
+class PromotedSegment(msgspec.Struct, forbid_unknown_fields=True):
+    key: str
+    name: str
+    description: str
+    conditions: list[Any]
+
+
+class FlagsDocument(msgspec.Struct, forbid_unknown_fields=True):
+    """What `GET /api/v1/admin/flags/export` answers and the import takes."""
+
+    format: int
+    flags: list[PromotedFlag]
+    segments: list[PromotedSegment]
+
+
+class FieldChange(msgspec.Struct):
+    before: Any
+    after: Any
+
+
+class ItemChange(msgspec.Struct):
+    """One item the import creates or changes: `kind` flag, rule, segment, schedule or
+    node_override; `flag` names the flag it belongs to (None for a segment)."""
+
+    kind: str
+    key: str
+    flag: str | None
+    action: str
+    """`created`, `changed` or `archived`."""
+    fields: dict[str, FieldChange]
+
+
+class LeftAlone(msgspec.Struct):
+    kind: str
+    key: str
+    flag: str | None
+    reason: str
+    """`unchanged`, or `not_in_document` (kept: an import never deletes)."""
+
+
+class ImportResult(msgspec.Struct):
+    dry_run: bool
+    applied: bool
+    document_sha256: str
+    changes: list[ItemChange]
+    left_alone: list[LeftAlone]

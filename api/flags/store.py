@@ -39,6 +39,7 @@ from api.flags.usage import VariantSet, usage
 from api.platform.cache import BoundedCache
 from api.platform.db.changes import listener
 from api.platform.http.errors import InvalidInput
+from api.platform.metrics import cache_counters
 
 CHANNEL = "feature_flags_changed"
 UNSYNCED_TTL = 1.0
@@ -47,6 +48,7 @@ RESULT_SECONDS = 300.0
 RESULT_JITTER = 0.2  # results made together end over the last fifth of RESULT_SECONDS
 RESULT_LIMIT = 100_000
 logger = logging.getLogger("api.flags.store")
+_RESULTS_HIT, _RESULTS_MISS = cache_counters("flag_results")
 T = TypeVar("T")
 
 
@@ -165,7 +167,7 @@ def encode_user_flags(results: list[Evaluation], until: float) -> FlagResults:
         ofrep_parts.extend(ofrep)
         digests.append(digest)
     etag = b'"' + hashlib.sha256(b"".join(digests)).hexdigest()[:32].encode() + b'"'
-    variant_set = usage.variant_set((e.flag_id, e.variant) for e in results)
+    variant_set = usage.variant_set((e.flag_id, e.variant, e.reason) for e in results)
     return FlagResults(
         until, _interned(tuple(features_parts)), _interned(tuple(ofrep_parts)), etag, variant_set
     )
@@ -187,13 +189,20 @@ class FlagCache:
         self.generation += 1
         self.results.clear()
 
+    def keys_by_id(self) -> dict[int, str]:
+        """Flag id → key of the flags loaded (the usage metric names flags by key)."""
+        return {definition.id: key for key, definition in self._flags.items()}
+
     def cached_results(self, user_id: int, node_id: int | None) -> FlagResults | None:
         """A user's evaluated flags, trusted only while change notices are arriving."""
         if not listener.connected or self._stale:
+            _RESULTS_MISS.inc()
             return None
         entry = self.results.get((user_id, node_id))
         if entry is None or time.monotonic() > entry.until:
+            _RESULTS_MISS.inc()
             return None
+        _RESULTS_HIT.inc()
         return entry
 
     def keep_results(
@@ -299,6 +308,7 @@ def _ordered(split: Mapping[str, int] | None) -> Split | None:
 
 
 flag_cache = FlagCache()
+usage.flag_keys = flag_cache.keys_by_id
 listener.on(CHANNEL, flag_cache.invalidate)
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from litestar import Litestar
+from prometheus_client import Counter, Gauge
 
 from api.flags import queries
 from api.platform.background import running
@@ -35,6 +36,22 @@ so a flush counts a flag's variants over thousands of sets with `bytes.count`.""
 Row = tuple[int, int, str]
 """(flag id, hour as epoch seconds, variant)."""
 
+EVALUATIONS = Counter(
+    "marketedge_flag_evaluations",
+    "Flag evaluations served, by flag key, variant and OpenFeature reason (counted at flush).",
+    ["flag", "variant", "reason"],
+)
+PENDING_ROWS = Gauge(
+    "marketedge_usage_flush_pending_rows",
+    "Usage rows a flush could not write yet, kept for the next one (bounded by MAX_PENDING_ROWS).",
+    multiprocess_mode="livesum",
+)
+LAST_SUCCESS = Gauge(
+    "marketedge_usage_flush_last_success_timestamp_seconds",
+    "When this process's usage flush last succeeded (epoch seconds; the oldest worker's shows).",
+    multiprocess_mode="livemin",
+)
+
 HOUR = 3600
 INTERN_LIMIT = 10_000
 """Distinct sets remembered for sharing; past it the memory starts afresh (equal sets still
@@ -50,24 +67,27 @@ NOT_COUNTED = 255
 class Layout:
     """Which flags a set holds, in order, and each flag's variant names by index."""
 
-    __slots__ = ("flag_ids", "id", "indexes", "names", "prefix")
+    __slots__ = ("flag_ids", "id", "indexes", "names", "prefix", "reasons")
 
     def __init__(self, layout_id: int, flag_ids: tuple[int, ...]) -> None:
         self.id = layout_id
         self.prefix = layout_id.to_bytes(4, "big")
         self.flag_ids = flag_ids
         self.names: list[list[str]] = [[] for _ in flag_ids]
-        self.indexes: list[dict[str, int]] = [{} for _ in flag_ids]
+        self.reasons: list[list[str]] = [[] for _ in flag_ids]
+        """The OpenFeature reason of each index: one variant served for two reasons has two."""
+        self.indexes: list[dict[tuple[str, str], int]] = [{} for _ in flag_ids]
 
-    def index(self, position: int, variant: str) -> int:
-        found = self.indexes[position].get(variant)
+    def index(self, position: int, variant: str, reason: str = "") -> int:
+        found = self.indexes[position].get((variant, reason))
         if found is not None:
             return found
         names = self.names[position]
         if len(names) >= NOT_COUNTED:
             return NOT_COUNTED
         names.append(variant)
-        self.indexes[position][variant] = len(names) - 1
+        self.reasons[position].append(reason)
+        self.indexes[position][(variant, reason)] = len(names) - 1
         return len(names) - 1
 
 
@@ -80,7 +100,8 @@ class Tally:
         self.hour = hour
         self.sets: dict[VariantSet, list[float]] = {}
         """set → [count, last evaluated at (epoch seconds)]"""
-        self.singles: dict[tuple[int, str], list[float]] = {}
+        self.singles: dict[tuple[int, str, str], list[float]] = {}
+        """(flag id, variant, reason) → [count, last evaluated at]"""
 
 
 class UsageCounter:
@@ -95,16 +116,23 @@ class UsageCounter:
         self._next_layout = 0
         self.dropped = 0
         """Evaluations given up on since start (the database stayed out of reach too long)."""
+        self.flag_keys: Callable[[], Mapping[int, str]] = dict
+        """Flag id → key, for the evaluations metric's `flag` label (the flag cache's)."""
 
-    def variant_set(self, pairs: Iterable[tuple[int | None, str | None]]) -> VariantSet:
-        """The key of a result set: its (flag id, variant) pairs, errors left out."""
+    def variant_set(
+        self, pairs: Iterable[tuple[int | None, str | None] | tuple[int | None, str | None, str]]
+    ) -> VariantSet:
+        """The key of a result set: its (flag id, variant[, reason]) triples, errors left out."""
         served = [
-            (flag_id, variant) for flag_id, variant in pairs if flag_id is not None and variant
+            (pair[0], pair[1], pair[2] if len(pair) > 2 else "")
+            for pair in pairs
+            if pair[0] is not None and pair[1]
         ]
-        flag_ids = tuple(flag_id for flag_id, _ in served)
+        flag_ids = tuple(flag_id for flag_id, _, _ in served)
         layout = self._layout_of.get(flag_ids) or self._new_layout(flag_ids)
         key = layout.prefix + bytes(
-            layout.index(position, variant) for position, (_, variant) in enumerate(served)
+            layout.index(position, variant, reason)
+            for position, (_, variant, reason) in enumerate(served)
         )
         interned = self._interned.get(key)
         if interned is not None:
@@ -143,14 +171,14 @@ class UsageCounter:
             entry[0] += 1
             entry[1] = now
 
-    def count_one(self, flag_id: int | None, variant: str | None) -> None:
+    def count_one(self, flag_id: int | None, variant: str | None, reason: str = "") -> None:
         """One request served one flag (an error, with no flag or variant, is not counted)."""
         if flag_id is None or not variant:
             return
         tally, now = self._now()
-        entry = tally.singles.get((flag_id, variant))
+        entry = tally.singles.get((flag_id, variant, reason))
         if entry is None:
-            tally.singles[(flag_id, variant)] = [1, now]
+            tally.singles[(flag_id, variant, reason)] = [1, now]
         else:
             entry[0] += 1
             entry[1] = now
@@ -196,6 +224,7 @@ class UsageCounter:
         try:
             await self._expand(tallies, rows)
             if not rows:
+                self._flushed()
                 return 0
             ordered = sorted(rows.items())
             await queries.add_usage(
@@ -205,12 +234,24 @@ class UsageCounter:
                 [int(entry[0]) for _, entry in ordered],
                 [datetime.fromtimestamp(entry[1], UTC) for _, entry in ordered],
             )
+            self._flushed()
             return len(ordered)
         except BaseException:
             # Tallies not yet expanded go back as they were; expanded rows wait as rows.
             self._closed = [*tallies, *self._closed]
             self._keep(rows)
+            PENDING_ROWS.set(len(self._pending))
             raise
+
+    def _flushed(self) -> None:
+        PENDING_ROWS.set(len(self._pending))
+        LAST_SUCCESS.set(time.time())
+
+    def _count_served(self, served: dict[tuple[int, str, str], int]) -> None:
+        """Add one expanded tally to the evaluations metric (each tally is expanded once)."""
+        keys = self.flag_keys()
+        for (flag_id, variant, reason), count in served.items():
+            EVALUATIONS.labels(keys.get(flag_id, str(flag_id)), variant, reason).inc(count)
 
     async def _expand(self, tallies: list[Tally], rows: dict[Row, list[float]]) -> None:
         """Move the tallies' counts into `rows`, by (flag, hour, variant), taking each tally
@@ -222,6 +263,7 @@ class UsageCounter:
         while tallies:
             tally = tallies[0]
             expanded: dict[Row, list[float]] = {}
+            served: dict[tuple[int, str, str], int] = {}
             groups: dict[tuple[bytes, int], list[tuple[float, VariantSet]]] = {}
             for key, (count, at) in tally.sets.items():
                 groups.setdefault((key[:4], int(count)), []).append((at, key))
@@ -235,18 +277,23 @@ class UsageCounter:
                 stride = 4 + len(layout.flag_ids)
                 for position, flag_id in enumerate(layout.flag_ids):
                     column = joined[4 + position :: stride]
+                    reasons = layout.reasons[position]
                     for index, variant in enumerate(layout.names[position]):
                         mark = bytes((index,))
                         found = column.count(mark)
                         if found:
                             at = members[column.rfind(mark)][0]
                             _add(expanded, (flag_id, tally.hour, variant), found * count, at)
+                            label = (flag_id, variant, reasons[index])
+                            served[label] = served.get(label, 0) + found * count
                 await asyncio.sleep(0)
-            for (flag_id, variant), (count, at) in tally.singles.items():
-                _add(expanded, (flag_id, tally.hour, variant), int(count), at)
+            for single, (count, at) in tally.singles.items():
+                _add(expanded, (single[0], tally.hour, single[1]), int(count), at)
+                served[single] = served.get(single, 0) + int(count)
             for row, (count, at) in expanded.items():
                 _add(rows, row, int(count), at)
             tallies.pop(0)
+            self._count_served(served)
 
 
 def _add(rows: dict[Row, list[float]], row: Row, count: int, at: float) -> None:

@@ -14,10 +14,12 @@ import time
 from api.auth.identity import Caller
 from api.platform.cache import BoundedCache
 from api.platform.db.changes import listener
+from api.platform.metrics import cache_counters
 
 CHANNEL = "me_changed"
 ME_SECONDS = 300.0
 ME_LIMIT = 100_000
+_ME_HIT, _ME_MISS = cache_counters("me")
 
 
 class MeCache:
@@ -37,10 +39,13 @@ class MeCache:
 
     def get(self, caller: Caller) -> bytes | None:
         if not listener.connected:
+            _ME_MISS.inc()
             return None
         entry = self.entries.get((caller.user_id, caller.is_super_admin))
         if entry is None or time.monotonic() > entry[0]:
+            _ME_MISS.inc()
             return None
+        _ME_HIT.inc()
         return entry[1]
 
     def put(self, caller: Caller, until: float, body: bytes, generation: int) -> None:

@@ -103,6 +103,9 @@ class Settings:
     )
     """Machine clients (client-credentials tokens) allowed in, each with the scopes it may
     use (`SERVICE_CLIENT_IDS`); a client not named here gets 401."""
+    metrics_token: str | None = None
+    """Bearer token a Prometheus scrape of `/metrics` must send; unset, `/metrics` is open in
+    development and 404 in production."""
 
     @property
     def through_pooler(self) -> bool:
@@ -221,6 +224,24 @@ def _service_clients(env: Mapping[str, str], name: str) -> Mapping[str, frozense
     return MappingProxyType(clients)
 
 
+METRICS_TOKEN_BYTES = (16, 512)
+"""A scrape token's length: long enough not to be guessed, short enough for any header."""
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    token = _optional(env, "METRICS_TOKEN")
+    if token is None:
+        return None
+    shortest, longest = METRICS_TOKEN_BYTES
+    if not shortest <= len(token) <= longest or not _TOKEN.fullmatch(token):
+        raise SettingsError(
+            f"METRICS_TOKEN: must be {shortest} to {longest} printable ASCII characters"
+            " without spaces (openssl rand -hex 32 makes one)"
+        )
+    return token
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -330,6 +351,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "EVENT_STREAM_HEARTBEAT_SECONDS", 15.0
         ),
         service_clients=_service_clients(env, "SERVICE_CLIENT_IDS"),
+        metrics_token=_metrics_token(env),
     )
 
 

@@ -201,3 +201,12 @@ def test_the_api_audience_cannot_be_the_client_id_that_id_tokens_name() -> None:
     with pytest.raises(SettingsError, match=r"^OIDC_AUDIENCE: "):
         load_settings({**BASE, "OIDC_AUDIENCE": "client"})
     assert load_settings({**BASE, "OIDC_AUDIENCE": "https://api.example.com"}).oidc_audience
+
+
+def test_the_metrics_token_is_optional_and_bounded() -> None:
+    assert load_settings(BASE).metrics_token is None
+    for token in ("a" * 16, "b" * 512, "x!~" * 10):
+        assert load_settings({**BASE, "METRICS_TOKEN": token}).metrics_token == token
+    for bad in ("a" * 15, "b" * 513, "has a space in it!!", "caf\u00e9-token-123456"):
+        with pytest.raises(SettingsError, match="METRICS_TOKEN"):
+            load_settings({**BASE, "METRICS_TOKEN": bad})

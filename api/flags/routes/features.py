@@ -64,7 +64,7 @@ async def get_feature(
             f"No flag named {key!r}",
             extra={"key": key, "errorCode": "FLAG_NOT_FOUND", "value": False},
         )
-    usage.count_one(evaluation.flag_id, evaluation.variant)
+    usage.count_one(evaluation.flag_id, evaluation.variant, evaluation.reason)
     return FeatureValue(
         evaluation.key, evaluation.value, evaluation.variant, evaluation.reason.value
     )

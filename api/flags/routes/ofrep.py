@@ -147,7 +147,7 @@ async def evaluate_flag_ofrep(
     if evaluation.error_code:
         missing = OfrepResult(key, errorCode=evaluation.error_code, errorDetails="No such flag")
         return Response(missing, status_code=404)
-    usage.count_one(evaluation.flag_id, evaluation.variant)
+    usage.count_one(evaluation.flag_id, evaluation.variant, evaluation.reason)
     return Response(_success(evaluation))
 
 

@@ -9,8 +9,9 @@ the transaction, side effects included, is recorded by the triggers.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,10 +46,35 @@ class Actor(Protocol):
     """Who acts, as the audit trail records it (a signed-in person: `api.auth`'s Actor)."""
 
     @property
-    def user_id(self) -> int: ...
+    def user_id(self) -> int | None: ...
 
     @property
     def email(self) -> str | None: ...
+
+
+_noted: ContextVar[dict[str, Any] | None] = ContextVar("audit_noted", default=None)
+
+
+@contextmanager
+def audit_noted(**fields: Any) -> Iterator[None]:
+    """Every audit record written in this block carries `fields` in its `after` (a bulk
+    writer's reference, e.g. the flags import's document hash), so each row names the batch
+    it came from."""
+    token = _noted.set({**(_noted.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _noted.reset(token)
+
+
+def _with_noted(snapshot: Snapshot) -> Snapshot:
+    noted = _noted.get()
+    if not noted:
+        return snapshot
+    base: dict[str, Any] = (
+        msgspec.to_builtins(snapshot) if isinstance(snapshot, msgspec.Struct) else snapshot or {}
+    )
+    return {**base, **noted}
 
 
 def _json(snapshot: Snapshot) -> str | None:
@@ -77,7 +103,7 @@ async def record_audit(
         AUDIT_CONTEXT,
         resource_type,
         str(resource_id),
-        str(actor.user_id) if actor else "",
+        str(actor.user_id) if actor and actor.user_id is not None else "",
         (actor.email or "") if actor else "",
         current_request_id() or "",
         ip or "",
@@ -90,7 +116,7 @@ async def record_audit(
             resource_type=resource_type,
             resource_id=str(resource_id),
             before=_json(before),
-            after=_json(after),
+            after=_json(_with_noted(after)),
             request_id=current_request_id(),
             client_ip=ip,
         )

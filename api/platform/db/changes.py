@@ -31,6 +31,7 @@ from litestar import Litestar
 
 from api.platform.background import running
 from api.platform.db.sql import engine
+from api.platform.metrics import LISTENER_CONNECTED
 
 logger = logging.getLogger("api.platform.db.changes")
 
@@ -61,6 +62,7 @@ class Listener:
 
     def _disconnected(self) -> None:
         self.connected = False
+        LISTENER_CONNECTED.set(0)
         self._fire_all()
 
     async def run_forever(self) -> None:
@@ -82,6 +84,7 @@ class Listener:
                     )
                 self._fire_all()  # anything may have changed while nobody listened
                 self.connected = True
+                LISTENER_CONNECTED.set(1)
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), timeout=2)
@@ -143,3 +146,4 @@ async def change_listener(_: Litestar) -> AsyncIterator[None]:
             yield
     finally:
         listener.connected = False
+        LISTENER_CONNECTED.set(0)

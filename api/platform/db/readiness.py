@@ -157,6 +157,11 @@ class SchemaGate:
     def invalidate(self) -> None:
         self._status = None
 
+    @property
+    def last_status(self) -> SchemaStatus | None:
+        """The latest answer, fresh or not (None before the first check or after a reset)."""
+        return self._status
+
     def _fresh(self, status: SchemaStatus | None) -> bool:
         if status is None:
             return False

@@ -18,6 +18,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from api.platform.logging import access_log, request_id_var
+from api.platform.metrics import observe_request
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_INCOMING_ID = re.compile(rb"^[A-Za-z0-9._:-]{8,128}$")
@@ -61,6 +62,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            duration = round((time.perf_counter() - started) * 1000, 2)
-            access_log.record(request_id, method, path, status, duration)
+            seconds = time.perf_counter() - started
+            access_log.record(request_id, method, path, status, round(seconds * 1000, 2))
+            observe_request(scope, status, seconds)
             request_id_var.reset(token)
