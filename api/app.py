@@ -29,9 +29,10 @@ from api.auth.rate_limit import auth_limiter
 from api.auth.routes import auth_config, callback, login, logout, session_check
 from api.flags.routes.features import get_feature, list_features
 from api.flags.routes.management import flags_management_router
-from api.flags.routes.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep
+from api.flags.routes.ofrep import evaluate_flag_ofrep, evaluate_flags_ofrep, ofrep_event_stream
 from api.flags.routes.promotion import export_schema, flags_promotion_router
 from api.flags.scheduler import flag_scheduler
+from api.flags.streams import event_streams
 from api.flags.usage import usage_flusher
 from api.hierarchy.routes import hierarchy_router, me, users_router
 from api.platform.config import SETTINGS_STATE, Settings, get_settings, settings_of
@@ -107,6 +108,8 @@ def create_app(
         dependencies=CALLER,
         route_handlers=[
             Router(path="/", opt=PUBLIC, route_handlers=[home, login, callback, session_check]),
+            # The stream URL carries its own credential (a session's stream key).
+            Router(path="/", opt=PUBLIC, route_handlers=[ofrep_event_stream]),
             # Hot routes: they apply the rule as a call (`authenticated()`), not a guard.
             Router(path="/", opt=declared(Access.signed_in), route_handlers=[me, list_features]),
             Router(
@@ -150,6 +153,7 @@ def create_app(
             access_log_flusher,
             database_pool,
             change_listener,
+            event_streams,  # after the listener: shutdown closes streams before it stops
             flag_scheduler,
             usage_flusher,  # after the pool: its last flush at shutdown still has it
             metrics_sampler,

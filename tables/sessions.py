@@ -22,6 +22,9 @@ class UserSession(Table, tablename="user_sessions"):
     user_agent = Varchar(length=500, null=True, default=None)
     id_token = Text(null=True, default=None)
     claims = JSONB(null=True, default=None)
+    stream_key_hash = Varchar(length=64, null=True, default=None, unique=True)
+    """SHA-256 of the session's OFREP event-stream key (api/flags/streams.py): the stream URL
+    carries the key, so the row, not the key, says whether the stream may stay open."""
 
     @classmethod
     def get_readable(cls) -> Readable:

@@ -20,6 +20,8 @@ class Caller:
     session_id: int | None = None
     csrf_token: str | None = None
     expires_at: datetime | None = None
+    stream_key: str | None = None
+    """The session's OFREP event-stream key (api/flags/streams.py), if it has one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,16 +24,28 @@ from tables.users import SuperAdminGrant, User
 
 INSERT_SESSION = (
     "INSERT INTO user_sessions"
-    " (token_hash, user_id, expires_at, client_ip, user_agent, id_token, claims)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id"
+    " (token_hash, user_id, expires_at, client_ip, user_agent, id_token, claims,"
+    " stream_key_hash) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING id"
 )
 SESSION_QUERY = (
     "SELECT s.id, s.token_hash, s.user_id, s.expires_at, s.last_seen_at, u.email,"
-    " u.is_super_admin FROM user_sessions s JOIN users u ON u.id = s.user_id"
+    " u.is_super_admin, s.stream_key_hash IS NOT NULL AS has_stream_key"
+    " FROM user_sessions s JOIN users u ON u.id = s.user_id"
     " WHERE s.token_hash = ANY($1::text[]) AND s.expires_at > now()"
     " AND s.last_seen_at > now() - make_interval(mins => $2) AND u.is_active"
 )
 """Validity (idle and absolute expiry, active user) in the query that loads the session."""
+LIVE_SESSION = (
+    " FROM user_sessions s JOIN users u ON u.id = s.user_id WHERE s.expires_at > now()"
+    " AND s.last_seen_at > now() - make_interval(mins => $2) AND u.is_active"
+)
+STREAM_SESSION = (
+    "SELECT s.id, s.user_id, u.email, u.is_super_admin, s.expires_at"
+    + LIVE_SESSION
+    + " AND s.stream_key_hash = $1"
+)
+LIVE_SESSION_IDS = "SELECT s.id, u.is_super_admin" + LIVE_SESSION + " AND s.id = ANY($1::int[])"
+"""The same validity as SESSION_QUERY, for event streams (by stream key, or re-checked by id)."""
 TOUCH_SESSIONS = (
     "UPDATE user_sessions SET last_seen_at = now()"
     " WHERE id = ANY($1::int[]) AND last_seen_at < now() - make_interval(secs => $2)"
@@ -53,6 +65,7 @@ async def insert_session(
     user_agent: str | None,
     id_token: str | None,
     claims: dict[str, Any] | None,
+    stream_key_hash: str | None = None,
 ) -> int:
     rows = await fetch(
         INSERT_SESSION,
@@ -63,8 +76,21 @@ async def insert_session(
         user_agent,
         id_token,
         json.dumps(claims) if claims is not None else None,
+        stream_key_hash,
     )
     return int(rows[0]["id"])
+
+
+async def stream_session(stream_key_hash: str, idle_minutes: int) -> dict[str, Any] | None:
+    """The live session whose event-stream key has this hash, with its user's role."""
+    rows = await fetch(STREAM_SESSION, stream_key_hash, idle_minutes)
+    return dict(rows[0]) if rows else None
+
+
+async def live_session_roles(session_ids: Sequence[int], idle_minutes: int) -> dict[int, bool]:
+    """Which of `session_ids` are still live, each with whether its user is a super-admin."""
+    rows = await fetch(LIVE_SESSION_IDS, list(session_ids), idle_minutes)
+    return {row["id"]: row["is_super_admin"] for row in rows}
 
 
 async def live_sessions(token_hashes: Sequence[str], idle_minutes: int) -> list[Any]:

@@ -32,7 +32,7 @@ import asyncpg
 from api.auth import queries
 from api.auth.identity import Caller
 from api.auth.rules import Identity, grantable_email
-from api.auth.sessions import csrf_token_for, hash_token, new_token
+from api.auth.sessions import csrf_token_for, hash_token, new_token, stream_key_for
 from api.platform.config import Settings
 from api.platform.db.audit import record_audit
 from api.platform.db.changes import announce, change_transaction
@@ -84,6 +84,7 @@ async def start_session(
         user_agent=(user_agent or "")[:USER_AGENT_MAX] or None,
         id_token=id_token,
         claims=claims,
+        stream_key_hash=hash_token(stream_key_for(token)),
     )
     return StartedSession(token, session_id, expires_at, csrf_token_for(token))
 

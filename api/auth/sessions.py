@@ -166,6 +166,40 @@ def csrf_token_for(token: str) -> str:
     return hashlib.sha256(b"csrf\x00" + token.encode()).hexdigest()
 
 
+STREAM_KEY_LENGTH = 64
+
+
+def stream_key_for(token: str) -> str:
+    """The session's event-stream key: 256 bits derived one way from the session token, so
+    it can be handed out again on every bulk answer without being stored; only its SHA-256
+    is on the session row. Neither the session token nor the CSRF token (a different
+    derivation of the token) can be computed from it."""
+    return hashlib.sha256(b"event-stream\x00" + token.encode()).hexdigest()
+
+
+async def stream_session(key: str, settings: Settings) -> Caller | None:
+    """The live session an event-stream key belongs to (always asked of the database: a
+    stream opens once, and must not outlive a logout another replica just saw)."""
+    if len(key) != STREAM_KEY_LENGTH:
+        return None
+    row = await queries.stream_session(hash_token(key), settings.session_idle_minutes)
+    if row is None:
+        return None
+    return Caller(
+        user_id=row["user_id"],
+        email=row["email"],
+        is_super_admin=row["is_super_admin"],
+        via="session",
+        session_id=row["id"],
+        expires_at=row["expires_at"],
+    )
+
+
+async def live_session_roles(session_ids: Iterable[int], settings: Settings) -> dict[int, bool]:
+    """Which sessions still live, each with its user's super-admin flag, in one query."""
+    return await queries.live_session_roles(list(session_ids), settings.session_idle_minutes)
+
+
 async def _read_sessions(tokens: Iterable[str], idle_minutes: int) -> dict[str, Caller]:
     """The live sessions among `tokens`, by token, in one query; touches `last_seen_at`
     (one statement) for those not seen for TOUCH_INTERVAL."""
@@ -186,6 +220,7 @@ async def _read_sessions(tokens: Iterable[str], idle_minutes: int) -> dict[str, 
             session_id=row["id"],
             csrf_token=csrf_token_for(token),
             expires_at=row["expires_at"],
+            stream_key=stream_key_for(token) if row["has_stream_key"] else None,
         )
     return found
 

@@ -93,6 +93,11 @@ class Settings:
     """An idle keep-alive connection is closed after this long."""
     max_connections: int = 1_000
     """Connections (or running requests) served at once per process; beyond, 503 + Retry-After."""
+    event_streams_max: int = 10_000
+    """OFREP event streams open at once per process; beyond, 503 + Retry-After (the web
+    provider then polls). Each open stream also holds one of MAX_CONNECTIONS."""
+    event_stream_heartbeat_seconds: float = 15.0
+    """A comment line on each idle event stream this often (keep proxies' read timeout above)."""
     service_clients: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
     )
@@ -341,6 +346,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         body_timeout_seconds=_positive_seconds(env, "BODY_TIMEOUT_SECONDS", 15.0),
         keep_alive_seconds=_positive_seconds(env, "KEEP_ALIVE_SECONDS", 5.0),
         max_connections=_positive_int(env, "MAX_CONNECTIONS", 1_000),
+        event_streams_max=_positive_int(env, "EVENT_STREAMS_MAX", 10_000),
+        event_stream_heartbeat_seconds=_positive_seconds(
+            env, "EVENT_STREAM_HEARTBEAT_SECONDS", 15.0
+        ),
         service_clients=_service_clients(env, "SERVICE_CLIENT_IDS"),
         metrics_token=_metrics_token(env),
     )

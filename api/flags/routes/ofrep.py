@@ -11,17 +11,28 @@ import json
 from typing import Any, NamedTuple
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
+from litestar.response import Stream
 
 from api.auth.deps import USER_OR_SERVICE, UserOrService, provide_user_or_service
+from api.auth.sessions import stream_session
 from api.flags.bounds import USER_ID_LIMIT, ascii_digits
 from api.flags.evaluate import Evaluation
 from api.flags.store import evaluate_one, user_flags
+from api.flags.streams import (
+    INACTIVITY_DELAY_SEC,
+    RETRY_MS,
+    EventStream,
+    event_frame,
+    frames,
+    hub,
+)
 from api.flags.usage import usage
-from api.platform.http.errors import AppError
+from api.platform.config import settings_of
+from api.platform.http.errors import AppError, NotAuthenticated, ServiceUnavailable
 from api.platform.http.responses import EncodedJSON
 
 BULK_CACHE_CONTROL = (b"cache-control", b"private, no-cache")
@@ -168,6 +179,48 @@ async def evaluate_flags_ofrep(request: Request[Any, Any, Any]) -> Response[Ofre
     if request.headers.get("if-none-match") == etag:
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         return Response(None, status_code=304, headers=headers)
-    return EncodedJSON(  # the OfrepBulk of every flag, encoded once per user
-        flags.ofrep_json, headers=((b"etag", flags.etag), BULK_CACHE_CONTROL)
+    body = flags.ofrep_json  # the OfrepBulk of every flag, encoded once per user
+    user = caller.user
+    if user is not None and user.stream_key is not None and subject.user_id == user.user_id:
+        body = body[:-1] + _event_streams(request, user.stream_key)
+    return EncodedJSON(body, headers=((b"etag", flags.etag), BULK_CACHE_CONTROL))
+
+
+def _event_streams(request: Request[Any, Any, Any], stream_key: str) -> bytes:
+    """`,"eventStreams":[…]}`: appended to the encoded bulk answer, for the caller's session."""
+    url = f"{settings_of(request).public_url}/ofrep/v1/event-stream/{stream_key}"
+    stream = {"type": "sse", "url": url, "inactivityDelaySec": INACTIVITY_DELAY_SEC}
+    return b',"eventStreams":[' + msgspec.json.encode(stream) + b"]}"
+
+
+@get(
+    "/ofrep/v1/event-stream/{key:str}",
+    tags=["ofrep"],
+    operation_id="ofrepEventStream",
+    responses={
+        401: ResponseSpec(None, description="The key is unknown or its session has ended"),
+        503: ResponseSpec(None, description="This process's EVENT_STREAMS_MAX is reached"),
+    },
+    media_type="text/event-stream",
+)
+async def ofrep_event_stream(request: Request[Any, Any, Any], key: FromPath[str]) -> Stream:
+    """Server-sent `refetchEvaluation` events for the session whose stream key the URL
+    carries (ADR-0008): its credential, as `EventSource` sends no cookies or headers."""
+    settings = settings_of(request)
+    caller = await stream_session(key, settings)
+    if caller is None or caller.session_id is None:
+        raise NotAuthenticated("This event stream's session has ended")
+    if hub.count >= settings.event_streams_max or hub.closing:
+        raise ServiceUnavailable("Too many event streams here", headers={"Retry-After": "30"})
+    etag = (await user_flags(caller.user_id)).etag
+    last = request.headers.get("last-event-id")
+    stream = EventStream(caller.user_id, caller.session_id, caller.is_super_admin, etag)
+    first = b"retry: %d\n: open\n\n" % RETRY_MS
+    if last is not None and last.encode("latin-1", "replace") != etag.strip(b'"'):
+        first += event_frame(etag)  # a change happened while the client was away
+    hub.add(stream)
+    return Stream(
+        frames(stream, first),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
