@@ -66,6 +66,8 @@ DELIVERY_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
+STREAM_PATH = "/ofrep/v1/event-stream/"
+"""Where a session's stream is, followed by its key (the route in api/flags/routes/ofrep.py)."""
 _encode = msgspec.json.encode
 CLOSE = b""
 """Queued to end a stream."""

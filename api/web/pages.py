@@ -2,7 +2,10 @@
 
 Anonymous: a "Log in" button. Signed in: who you are, where you belong (each assignment by
 its full path) with your effective permissions, your flags with their reasons in words,
-"Log out", and /admin/ for super-admins. Rendered by Jinja from `api/web/templates/`.
+"Log out", and /admin/ for super-admins. The flag table follows changes live: the page
+listens to the session's OFREP event stream (api/flags/streams.py) and, on an event,
+re-reads itself and swaps in the new table, so the reasons stay worded in one place.
+Rendered by Jinja from `api/web/templates/`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from api.auth.identification import identify
 from api.auth.identity import Caller
 from api.flags.evaluate import Evaluation, Reason
 from api.flags.store import evaluate_all, flag_cache
+from api.flags.streams import STREAM_PATH
 from api.hierarchy.me import MyAssignment, describe_me
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -151,6 +155,7 @@ async def signed_in_context(caller: Caller) -> dict[str, Any]:
         "is_super_admin": caller.is_super_admin,
         "assignments": assignments,
         "flags": flags,
+        "stream_url": STREAM_PATH + caller.stream_key if caller.stream_key else None,
     }
 
 

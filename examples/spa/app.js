@@ -1,7 +1,7 @@
 // The example front end: one ES module, no build step. It reads the API's base URL from
 // ./config.json, so the same page serves both deployment shapes (README "Two deployment
 // shapes"): the API on the page's own site, or on another site.
-import { OpenFeature } from '@openfeature/web-sdk';
+import { OpenFeature, ProviderEvents } from '@openfeature/web-sdk';
 import { OFREPWebProvider } from '@openfeature/ofrep-web-provider';
 
 const $ = (id) => document.getElementById(id);
@@ -25,20 +25,24 @@ async function callApi(api, path, { method = 'GET', body, csrfToken } = {}) {
 // ---- OpenFeature: the one place the OFREP provider is set up ------------------------------
 // The API's bulk evaluation (POST /ofrep/v1/evaluate/flags) is an unsafe request riding the
 // session cookie, so it needs the cookie (credentials) and the CSRF token (a header).
-// Change detection is off for now; event streams ('sse') are to be switched on here.
-function ofrepProvider(api, csrfToken) {
+// Changes arrive by the API's event stream (ADR-0008): the bulk answer advertises a URL the
+// provider opens with EventSource, and a `refetchEvaluation` event makes it fetch again at
+// once. Polling (config.json's pollIntervalMs, 30 s by default) is only the fallback for
+// when the stream is refused or lost.
+function ofrepProvider(api, csrfToken, pollInterval) {
   return new OFREPWebProvider({
     baseUrl: api,
     headers: [['X-CSRF-Token', csrfToken]],
     fetchImplementation: (request, init) => fetch(request, { ...init, credentials: 'include' }),
     cacheMode: 'disabled', // values belong to this session; nothing kept in localStorage
-    changeDetection: 'none',
+    changeDetection: 'sse',
+    pollInterval,
   });
 }
 
-async function startFlags(api, session) {
+async function startFlags(api, session, pollInterval) {
   await OpenFeature.setContext({ targetingKey: String(session.user_id) });
-  await OpenFeature.setProviderAndWait(ofrepProvider(api, session.csrf_token));
+  await OpenFeature.setProviderAndWait(ofrepProvider(api, session.csrf_token, pollInterval));
   return OpenFeature.getClient();
 }
 // --------------------------------------------------------------------------------------------
@@ -57,29 +61,47 @@ function listItem(key, text) {
   return item;
 }
 
-async function showFeatures(api, session) {
+function showOfrep(client, flags) {
+  $('ofrep').replaceChildren(
+    ...flags.map((f) => {
+      const getter = GETTERS[typeof f.value] ?? 'getObjectDetails';
+      const details = client[getter](f.key, f.value);
+      return listItem(f.key, `${JSON.stringify(details.value)} (${details.reason})`);
+    }),
+  );
+}
+
+// The REST list names the flags; the OFREP list shows what the provider holds for them.
+async function readFeatures(api) {
   const { status, body } = await callApi(api, '/api/v1/features');
   if (status !== 200) {
     $('features').replaceChildren(listItem('error', `HTTP ${status}`));
-    return [];
+    return null;
   }
   $('features').replaceChildren(
     ...body.flags.map((f) => listItem(f.key, `${JSON.stringify(f.value)} (${f.reason})`)),
   );
+  return body.flags;
+}
+
+async function showFeatures(api, session, pollInterval) {
+  const flags = await readFeatures(api);
+  if (flags === null) return;
   try {
-    const client = await startFlags(api, session);
-    $('ofrep').replaceChildren(
-      ...body.flags.map((f) => {
-        const getter = GETTERS[typeof f.value] ?? 'getObjectDetails';
-        const details = client[getter](f.key, f.value);
-        return listItem(f.key, `${JSON.stringify(details.value)} (${details.reason})`);
-      }),
-    );
+    const client = await startFlags(api, session, pollInterval);
+    showOfrep(client, flags);
     $('ofrep-status').textContent = 'Provider ready';
+    let updates = 0;
+    client.addHandler(ProviderEvents.ConfigurationChanged, async () => {
+      const fresh = await readFeatures(api);
+      if (fresh === null) return;
+      showOfrep(client, fresh);
+      updates += 1;
+      $('ofrep-updates').textContent = `Updated ${updates} time(s), last at ${new Date().toISOString()}`;
+    });
   } catch (error) {
     $('ofrep-status').textContent = `Provider failed: ${error}`;
   }
-  return body.flags;
 }
 
 async function offerRename(api, session) {
@@ -112,6 +134,7 @@ async function offerRename(api, session) {
 async function main() {
   const config = await (await fetch('./config.json', { cache: 'no-store' })).json();
   const api = config.apiBaseUrl.replace(/\/+$/, '');
+  const pollInterval = config.pollIntervalMs ?? 30000;
   $('api').textContent = api;
   const here = `${location.origin}${location.pathname}`;
   $('login').href = `${api}/api/v1/auth/login?next=${encodeURIComponent(here)}`;
@@ -151,7 +174,7 @@ async function main() {
       $('ofrep').replaceChildren();
     }
   };
-  await showFeatures(api, session);
+  await showFeatures(api, session, pollInterval);
   await offerRename(api, session);
 }
 

@@ -13,11 +13,8 @@ and typing; the assertions read what the page shows.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,14 @@ import pytest
 from oidc_provider_mock import run_server_in_thread
 
 from tests.support.databases import fresh_database
+from tests.support.deployment import (
+    API_SERVER,
+    PAGE_SERVER,
+    Nginx,
+    browser_context,
+    chromium_launcher,
+    self_signed_certificate,
+)
 from tests.support.env import ROOT
 from tests.support.processes import AppProcess, child_env, free_port, run_release, start_app
 
@@ -35,15 +40,6 @@ pytestmark = [pytest.mark.e2e]
 
 SPA = ROOT / "examples" / "spa"
 VENDOR = ROOT / "tests" / "js" / "node_modules"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--host-resolver-rules=MAP *.zebra.associates 127.0.0.1, MAP *.test 127.0.0.1",
-]
 
 
 @dataclass(frozen=True)
@@ -92,99 +88,6 @@ document.getElementById('steal').onclick = async () => {{
 }};
 </script></body></html>
 """
-
-NGINX_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    types {{ text/html html; text/javascript js mjs; application/json json map; }}
-    ssl_certificate {prefix}/cert.pem;
-    ssl_certificate_key {prefix}/key.pem;
-{servers}
-}}
-"""
-
-API_SERVER = """
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name {host};
-        location / {{
-            proxy_pass http://127.0.0.1:{app_port};
-            proxy_set_header Host $host:$server_port;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Forwarded-Proto https;
-        }}
-    }}
-"""
-
-PAGE_SERVER = """
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name {host};
-        root {root};
-        location /vendor/ {{ alias {vendor}/; }}
-        location = /config.json {{
-            default_type application/json;
-            return 200 '{config}';
-        }}
-    }}
-"""
-
-
-def self_signed_certificate(directory: Path, names: list[str]) -> None:
-    san = ",".join(f"DNS:{name}" for name in names)
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=marketedge-shapes", "-addext", f"subjectAltName={san}",
-            "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-
-
-class Nginx:
-    """Debian's nginx as a non-daemon child: every host of both shapes on one TLS port."""
-
-    def __init__(self, prefix: Path, port: int, servers: str) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        assert Path(binary).exists(), "nginx is missing: scripts/bootstrap.sh --browser"
-        conf = prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(prefix=prefix, servers=servers))
-        self.process = subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (prefix / "error.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("nginx did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @dataclass(frozen=True)
@@ -264,27 +167,8 @@ def fx_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployme
 
 @pytest.fixture(name="chromium", scope="module")
 def fx_chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium is installed by scripts/bootstrap.sh --browser"
-    with sync_playwright() as playwright:
-        yield playwright.chromium, executable
-
-
-def browser_context(chromium: Any, profile: Path | None) -> Any:
-    """A fresh context with the browser's defaults, or a persistent profile whose preferences
-    allow third-party cookies (`profile.cookie_controls_mode: 0`)."""
-    kind, executable = chromium
-    if profile is None:
-        browser = kind.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        return browser.new_context(ignore_https_errors=True)
-    (profile / "Default").mkdir(parents=True)
-    preferences = {"profile": {"cookie_controls_mode": 0}}
-    (profile / "Default" / "Preferences").write_text(json.dumps(preferences))
-    return kind.launch_persistent_context(
-        str(profile), executable_path=executable, args=CHROMIUM_ARGS, ignore_https_errors=True
-    )
+    with chromium_launcher() as chromium:
+        yield chromium
 
 
 def log_in(page: Any, deployment: Deployment, shape: Shape) -> None:

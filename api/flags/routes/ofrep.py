@@ -25,6 +25,7 @@ from api.flags.store import evaluate_one, user_flags
 from api.flags.streams import (
     INACTIVITY_DELAY_SEC,
     RETRY_MS,
+    STREAM_PATH,
     EventStream,
     event_frame,
     frames,
@@ -188,13 +189,13 @@ async def evaluate_flags_ofrep(request: Request[Any, Any, Any]) -> Response[Ofre
 
 def _event_streams(request: Request[Any, Any, Any], stream_key: str) -> bytes:
     """`,"eventStreams":[…]}`: appended to the encoded bulk answer, for the caller's session."""
-    url = f"{settings_of(request).public_url}/ofrep/v1/event-stream/{stream_key}"
+    url = f"{settings_of(request).public_url}{STREAM_PATH}{stream_key}"
     stream = {"type": "sse", "url": url, "inactivityDelaySec": INACTIVITY_DELAY_SEC}
     return b',"eventStreams":[' + msgspec.json.encode(stream) + b"]}"
 
 
 @get(
-    "/ofrep/v1/event-stream/{key:str}",
+    STREAM_PATH + "{key:str}",
     tags=["ofrep"],
     operation_id="ofrepEventStream",
     responses={
