@@ -451,6 +451,10 @@ def confirmation_code(result: ImportResult, *, prune: bool) -> str:
     return hashlib.sha256(promotion.canonical_json(promised)).hexdigest()[:16]
 
 
+def _items(count: int) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"
+
+
 def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
@@ -466,7 +470,7 @@ def import_report(result: ImportResult, code: str) -> str:
     lines = [
         head,
         "",
-        f"{len(result.changes)} items {verb}:"
+        f"{_items(len(result.changes))} {verb}:"
         if result.changes
         else ("Nothing would change." if result.dry_run else "Nothing changed."),
     ]
@@ -479,7 +483,7 @@ def import_report(result: ImportResult, code: str) -> str:
     for reason, label in reasons.items():
         items = [item for item in result.left_alone if item.reason == reason]
         if items:
-            lines += ["", f"{len(items)} items left alone ({label}):"]
+            lines += ["", f"{_items(len(items))} left alone ({label}):"]
             lines += [
                 f"  {item.kind} {item.key}" + (f" of flag {item.flag}" if item.flag else "")
                 for item in items

@@ -6,8 +6,8 @@ flag); it is pasted into the form's document field (a one-line input: Piccolo Ad
 text area), dry-run, and applied with the dry run's
 confirmation code, by clicks and typing only. The effects are then read back: the REST
 export equals the document byte for byte, the audit rows name the admin and the document's
-hash, a second apply changes nothing, and a bad document or a stale code leaves everything
-as it was.
+hash, a second apply changes nothing, a bad document or a stale code leaves everything as
+it was, and prune (part of the code) archives what the document lacks.
 """
 
 from __future__ import annotations
@@ -135,10 +135,13 @@ def open_form(admin: Admin) -> None:
     admin.settled()
 
 
-def submit(admin: Admin, document: str, *, apply: bool = False, code: str = "") -> str:
+def submit(
+    admin: Admin, document: str, *, apply: bool = False, code: str = "", prune: bool = False
+) -> str:
     """Fill the form as a person does and submit it; the admin's answer (or its error)."""
     open_form(admin)
     admin.page.fill("input[name=document]", document)
+    admin.choose("prune", "true" if prune else "false")
     admin.choose("apply", "true" if apply else "false")
     admin.type_into("confirmation", code)
     admin.page.click("[data-uitest=submit_custom_form_button]")
@@ -256,3 +259,28 @@ def test_a_document_filling_the_request_bound_is_read_and_one_byte_more_is_refus
     over = submit(admin, fits + " ")
     assert "The request body is too large" in over, over[:300]
     assert state(url) == before
+
+
+def test_prune_archives_what_the_document_lacks_and_is_part_of_the_code(
+    admin: Admin, url: str
+) -> None:
+    document = json.loads(export(admin))
+    document["flags"] = [item for item in document["flags"] if item["key"] != "legacy-charts"]
+    text = canonical_json(document).decode()
+    kept = submit(admin, text)
+    assert "\n  flag legacy-charts\n" in kept.split("left alone (not in the document, kept):")[1]
+
+    dry = submit(admin, text, prune=True)
+    assert (
+        "1 item would change:\n  flag legacy-charts: archived\n      archived: false -> true"
+        in (dry)
+    ), dry
+    code = code_in(dry)
+    before = state(url)
+    # The code was for pruning: without prune it is not this dry run's.
+    assert "is not this document's dry run" in submit(admin, text, apply=True, code=code)
+    assert state(url) == before
+
+    assert "1 item changed:" in submit(admin, text, apply=True, code=code, prune=True)
+    archived = query(url, "SELECT archived FROM feature_flags WHERE key = 'legacy-charts'")
+    assert archived == [{"archived": True}]  # archived, never deleted
