@@ -21,7 +21,7 @@ from api.admin_ui.answers import AdminAnswers
 from api.admin_ui.write_hooks import (
     table_config as _table,
 )
-from api.flags.admin_ui import STALE_FLAGS, WHAT_USER_SEES, flag_table_configs
+from api.flags.admin_ui import IMPORT_FLAGS, STALE_FLAGS, WHAT_USER_SEES, flag_table_configs
 from api.hierarchy.admin_ui import (
     ASSIGNMENT_RULES,
     NODE_RULES,
@@ -143,7 +143,7 @@ def build_admin() -> Any:
     host = settings.public_url.split("://", 1)[1].split("/", 1)[0]
     admin = create_admin(
         tables=table_configs(),
-        forms=[WHAT_USER_SEES, STALE_FLAGS],
+        forms=[WHAT_USER_SEES, STALE_FLAGS, IMPORT_FLAGS],
         auth_table=AdminUser,
         session_table=AdminSession,
         auto_include_related=False,

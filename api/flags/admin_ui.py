@@ -1,4 +1,4 @@
-"""The flags domain in Piccolo Admin: its tables, their write rules and its two forms.
+"""The flags domain in Piccolo Admin: its tables, their write rules and its three forms.
 
 Every admin write to a flag table goes through `api.flags.service`, the write path of the
 management API: the admin's hooks (api/admin_ui/write_hooks.py) hand it what changed, so the
@@ -8,22 +8,34 @@ scheduled changes are never deleted here (flags are archived; a change is cancel
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pydantic
 from piccolo_admin.endpoints import FormConfig, TableConfig
 from piccolo_api.crud.endpoints import OrderBy
 from starlette.requests import Request
 
-from api.admin_ui.write_hooks import AdminWriter, Values, WriteRules, table_config
-from api.flags import queries, service
+from api.admin_ui.write_hooks import (
+    AdminWriter,
+    Values,
+    WriteRules,
+    current_writer,
+    table_config,
+)
+from api.flags import promotion, queries, service
+from api.flags.promotion import MAX_DOCUMENT_BYTES, Importer
 from api.flags.queries import stale_flags
+from api.flags.schemas import ImportResult
 from api.flags.store import evaluate_all
-from api.platform.http.errors import Conflict, InvalidInput
+from api.platform.config import settings_of
+from api.platform.http.errors import AppError, Conflict, InvalidInput
+from api.platform.http.limits import nesting_exceeds
 from tables.flags import (
     FeatureFlag,
     FeatureFlagOverride,
@@ -400,5 +412,149 @@ STALE_FLAGS = FormConfig(
     description=(
         "Flags not evaluated for N days (never evaluated counts from creation), and flags"
         " whose rollout has stayed at 0 % or 100 % for N days."
+    ),
+)
+
+
+class ImportFlags(pydantic.BaseModel):
+    """Piccolo Admin 1.14 draws a form's `str` as a one-line input (its forms pass no
+    `widget`, so no text area): a pasted document arrives without its line breaks, which JSON
+    never needs between tokens."""
+
+    document: str = pydantic.Field(
+        min_length=1,
+        max_length=MAX_DOCUMENT_BYTES,
+        description="The export document (GET /api/v1/admin/flags/export), pasted whole",
+    )
+    prune: bool = pydantic.Field(
+        default=False, description="Archive the flags the document does not name (never delete)"
+    )
+    apply: bool = pydantic.Field(
+        default=False, description="Apply (not a dry run): needs the dry run's confirmation code"
+    )
+    confirmation: str = pydantic.Field(
+        default="",
+        max_length=64,
+        description="To apply: the confirmation code the dry run of this document showed",
+    )
+
+
+def confirmation_code(result: ImportResult, *, prune: bool) -> str:
+    """What a dry run promises: this document, this prune choice, these changes. An apply
+    whose own changes hash differently (the document was edited, or the database moved
+    since the dry run) is not what the person saw, and is rolled back."""
+    promised = {
+        "document_sha256": result.document_sha256,
+        "prune": prune,
+        "changes": msgspec.to_builtins(result.changes),
+    }
+    return hashlib.sha256(promotion.canonical_json(promised)).hexdigest()[:16]
+
+
+def _items(count: int) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def import_report(result: ImportResult, code: str) -> str:
+    """The diff as a person reads it: each change with its fields before → after, then
+    what is left alone, by reason."""
+    if result.dry_run:
+        head = f"Dry run of document sha256 {result.document_sha256}: nothing was written."
+    else:
+        head = f"Applied document sha256 {result.document_sha256} (audited as you, with this hash)."
+    verb = "would change" if result.dry_run else "changed"
+    lines = [
+        head,
+        "",
+        f"{_items(len(result.changes))} {verb}:"
+        if result.changes
+        else ("Nothing would change." if result.dry_run else "Nothing changed."),
+    ]
+    for change in result.changes:
+        owner = f" of flag {change.flag}" if change.flag else ""
+        lines.append(f"  {change.kind} {change.key}{owner}: {change.action}")
+        for name, field in change.fields.items():
+            lines.append(f"      {name}: {_shown(field.before)} -> {_shown(field.after)}")
+    reasons = {"unchanged": "unchanged", "not_in_document": "not in the document, kept"}
+    for reason, label in reasons.items():
+        items = [item for item in result.left_alone if item.reason == reason]
+        if items:
+            lines += ["", f"{_items(len(items))} left alone ({label}):"]
+            lines += [
+                f"  {item.kind} {item.key}" + (f" of flag {item.flag}" if item.flag else "")
+                for item in items
+            ]
+    if result.dry_run:
+        lines += [
+            "",
+            f"Confirmation code: {code}",
+            "To apply exactly this: keep the document and the Prune choice, set Apply to True"
+            " and type the confirmation code.",
+        ]
+    return "\n".join(lines)
+
+
+def _pasted(text: str, max_depth: int) -> bytes:
+    """The document as the REST import would receive its file: canonically encoded, so its
+    hash is the export's own whatever the paste did to white space (`sha256sum` of an
+    exported file gives the audit's `import_sha256`). Bounded first as every request body
+    is (size, then nesting, which the body's own check cannot see inside a string)."""
+    raw = text.encode()
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"Nothing was written. The document is over {MAX_DOCUMENT_BYTES} bytes")
+    if nesting_exceeds(raw, max_depth):
+        raise ValueError(f"Nothing was written. The document nests deeper than {max_depth}")
+    try:
+        decoded = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return raw  # the import's own sentence names it
+    return promotion.canonical_json(decoded)
+
+
+async def import_flags(_: Request, data: ImportFlags) -> str:
+    """The REST import's dry run and apply (`api.flags.promotion.import_document`), inside
+    the admin mount's transaction: a refusal (the service's sentence, naming the item and
+    its rule) or a confirmation that does not match rolls every write back."""
+    writer = current_writer()
+    importer = Importer(writer.caller.user_id, writer.caller.email)
+    if data.apply and not data.confirmation.strip():
+        raise ValueError(
+            "To apply, first submit a dry run (Apply False) and type the confirmation code it"
+            " shows."
+        )
+    try:
+        result = await promotion.import_document(
+            _pasted(data.document, settings_of(writer.connection).max_json_depth),
+            importer,
+            writer.connection,
+            dry_run=not data.apply,
+            prune=data.prune,
+        )
+    except AppError as refusal:
+        raise ValueError(f"Nothing was written. {refusal.detail}") from None
+    code = confirmation_code(result, prune=data.prune)
+    if data.apply and data.confirmation.strip().lower() != code:
+        # A ValueError answers 422, on which the mount rolls the whole import back.
+        raise ValueError(
+            f"Nothing was written: the confirmation code {data.confirmation.strip()!r} is"
+            " not this document's dry run (the document, the prune choice or the flags"
+            " changed since). Submit a dry run again and check its diff."
+        )
+    return import_report(result, code)
+
+
+IMPORT_FLAGS = FormConfig(
+    name="Import flags",
+    pydantic_model=ImportFlags,
+    endpoint=import_flags,
+    description=(
+        "Paste an export document (from another environment's GET /api/v1/admin/flags/export)."
+        " Submitting shows what the import would change and writes nothing; to apply that, set"
+        " Apply to True and type the dry run's confirmation code. All or nothing, audited as"
+        " you."
     ),
 )

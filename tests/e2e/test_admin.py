@@ -452,6 +452,14 @@ async def test_no_admin_endpoint_answers_5xx_to_odd_requests(server: AppProcess)
             for body in [*odd_bodies, {"days": "x"}, {"days": -1}, {"days": 10**9}]:
                 answer = client.post(f"/admin/api/forms/{form}/", json=body, headers=csrf(client))
                 seen.append(("POST", f"form {form} {body!r}", answer.status_code))
+        odd_documents = ["[" * 5000, "{", "null", "1e999", '{"a": NaN}', '"x"', "{}", "x" * 9]
+        for document in [*odd_documents, '{"format": 1, "flags": [{"key": 1}], "segments": []}']:
+            for apply in ({}, {"apply": "true", "confirmation": "0" * 16}):
+                body = {"document": document, **apply}
+                answer = client.post(
+                    "/admin/api/forms/import-flags/", json=body, headers=csrf(client)
+                )
+                seen.append(("POST", f"form import-flags {body!r}"[:80], answer.status_code))
     assert [s for s in seen if s[2] >= 500] == []
 
 
