@@ -82,13 +82,18 @@ def event_frame(etag: bytes) -> bytes:
 class EventStream:
     """One open stream: whose it is, the last ETag it was told, and its frames to write."""
 
-    __slots__ = ("etag", "is_super_admin", "queue", "session_id", "user_id")
+    __slots__ = ("etag", "is_super_admin", "queue", "session_id", "until", "user_id")
 
-    def __init__(self, user_id: int, session_id: int, is_super_admin: bool, etag: bytes) -> None:
+    def __init__(
+        self, user_id: int, session_id: int, is_super_admin: bool, etag: bytes, until: float
+    ) -> None:
         self.user_id = user_id
         self.session_id = session_id
         self.is_super_admin = is_super_admin
         self.etag = etag
+        self.until = until
+        """When the user's results stop holding without any change being written (an
+        override's expiry, else the cache's lifetime): the stream looks again then."""
         self.queue: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
 
     def send(self, frame: bytes, since: float) -> None:
@@ -162,12 +167,13 @@ class StreamHub:
         """The user's new ETag, computed once, to each of their streams it is news to."""
         async with gate:
             try:
-                etag = (await user_flags(user_id)).etag
+                flags = await user_flags(user_id)
             except Exception:  # the next change, or the client's own poll, catches up
                 logger.warning("event stream fan-out failed", exc_info=True)
                 return
-        frame = b""
+        etag, frame = flags.etag, b""
         for stream in list(streams):
+            stream.until = flags.until
             if stream.etag != etag:
                 stream.etag = etag
                 frame = frame or event_frame(etag)
@@ -230,23 +236,48 @@ listener.on_payload("sessions_changed", hub.sessions_changed)
 
 
 async def frames(stream: EventStream, first: bytes) -> AsyncIterator[bytes]:
-    """The stream's bytes: `first`, then events as they come and a heartbeat when idle."""
+    """The stream's bytes: `first`, then events as they come, an event when the user's
+    results lapse into new ones (an override expired: nothing was written, so no notice
+    comes), and a heartbeat when idle."""
     try:
         yield first
+        beat = time.monotonic() + hub.heartbeat
         while True:
+            wait = min(beat, stream.until) - time.monotonic()
             try:
-                frame, since = await asyncio.wait_for(stream.queue.get(), hub.heartbeat)
+                frame, since = await asyncio.wait_for(stream.queue.get(), max(wait, 0.0))
             except TimeoutError:
-                yield b": heartbeat\n\n"
-                continue
+                if time.monotonic() >= stream.until:
+                    frame, since = await _lapsed(stream), time.perf_counter()
+                else:
+                    frame, since = b": heartbeat\n\n", 0.0
+                if not frame:
+                    continue
             if not frame:
                 return
             yield frame
+            beat = time.monotonic() + hub.heartbeat
             if since:
                 EVENTS_SENT.inc()
                 DELIVERY_SECONDS.observe(time.perf_counter() - since)
     finally:
         hub.remove(stream)
+
+
+async def _lapsed(stream: EventStream) -> bytes:
+    """The event to send now that the stream's results have lapsed, or b"" if they are the
+    same (the usual case: only the cache's lifetime ended)."""
+    try:
+        flags = await user_flags(stream.user_id)
+    except Exception:  # looked at again after a heartbeat
+        logger.warning("event stream re-evaluation failed", exc_info=True)
+        stream.until = time.monotonic() + hub.heartbeat
+        return b""
+    stream.until = flags.until
+    if flags.etag == stream.etag:
+        return b""
+    stream.etag = flags.etag
+    return event_frame(flags.etag)
 
 
 @asynccontextmanager

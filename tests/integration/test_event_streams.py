@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -278,3 +279,27 @@ async def status_of(url: str) -> int:
     """The status a GET of `url` answers, without reading a stream's endless body."""
     async with httpx.AsyncClient(timeout=2) as client, client.stream("GET", url) as response:
         return response.status_code
+
+
+async def test_an_override_that_expires_sends_an_event_though_nothing_was_written(
+    server: AppProcess, open_stream: object
+) -> None:
+    person, admin = await sign_in(), await sign_in(super_admin=True)
+    key = await create_flag(server, admin)
+    expires = datetime.now(UTC) + timedelta(seconds=2)
+    async with httpx.AsyncClient(base_url=server.base_url, cookies=admin.cookies) as client:
+        made = await client.post(
+            f"/api/v1/admin/feature-flags/{key}/overrides",
+            json={"enabled": False, "user_id": person.user_id, "expires_at": expires.isoformat()},
+            headers=admin.headers(server.base_url),
+        )
+    assert made.status_code == 201, made.text
+    reader = await open_stream(await stream_url(server, person))  # type: ignore[operator]
+    await reader.next_event(2)  # retry advice
+    during = (await bulk(server, person)).headers["etag"]
+    event = await reader.next_data(2 + 1.0)
+    assert datetime.now(UTC) - expires < timedelta(seconds=1)
+    after = await bulk(server, person)
+    assert json.loads(event["data"])["etag"] == after.headers["etag"] != during
+    (flag,) = [f for f in after.json()["flags"] if f["key"] == key]
+    assert flag["value"] is True  # the override is over

@@ -213,9 +213,12 @@ async def ofrep_event_stream(request: Request[Any, Any, Any], key: FromPath[str]
         raise NotAuthenticated("This event stream's session has ended")
     if hub.count >= settings.event_streams_max or hub.closing:
         raise ServiceUnavailable("Too many event streams here", headers={"Retry-After": "30"})
-    etag = (await user_flags(caller.user_id)).etag
+    flags = await user_flags(caller.user_id)
+    etag = flags.etag
     last = request.headers.get("last-event-id")
-    stream = EventStream(caller.user_id, caller.session_id, caller.is_super_admin, etag)
+    stream = EventStream(
+        caller.user_id, caller.session_id, caller.is_super_admin, etag, flags.until
+    )
     first = b"retry: %d\n: open\n\n" % RETRY_MS
     if last is not None and last.encode("latin-1", "replace") != etag.strip(b'"'):
         first += event_frame(etag)  # a change happened while the client was away
