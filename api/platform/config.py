@@ -93,9 +93,10 @@ class Settings:
     """An idle keep-alive connection is closed after this long."""
     max_connections: int = 1_000
     """Connections (or running requests) served at once per process; beyond, 503 + Retry-After."""
-    event_streams_max: int = 10_000
+    event_streams_max: int = 500
     """OFREP event streams open at once per process; beyond, 503 + Retry-After (the web
-    provider then polls). Each open stream also holds one of MAX_CONNECTIONS."""
+    provider then polls). Each open stream also holds one of MAX_CONNECTIONS, so it is
+    below that (half of it by default)."""
     event_stream_heartbeat_seconds: float = 15.0
     """A comment line on each idle event stream this often (keep proxies' read timeout above)."""
     service_clients: Mapping[str, frozenset[str]] = field(
@@ -152,6 +153,18 @@ def _required(env: Mapping[str, str], name: str) -> str:
 def _optional(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _event_streams_max(env: Mapping[str, str], max_connections: int) -> int:
+    """Each open stream holds one of MAX_CONNECTIONS for as long as it lives: streams get
+    half by default, and never all of them, so that requests always find room."""
+    streams = _positive_int(env, "EVENT_STREAMS_MAX", max_connections // 2)
+    if streams >= max_connections:
+        raise SettingsError(
+            f"EVENT_STREAMS_MAX: {streams} must be below MAX_CONNECTIONS ({max_connections}),"
+            " since every open stream holds a connection"
+        )
+    return streams
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -345,8 +358,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         header_timeout_seconds=_positive_seconds(env, "HEADER_TIMEOUT_SECONDS", 10.0),
         body_timeout_seconds=_positive_seconds(env, "BODY_TIMEOUT_SECONDS", 15.0),
         keep_alive_seconds=_positive_seconds(env, "KEEP_ALIVE_SECONDS", 5.0),
-        max_connections=_positive_int(env, "MAX_CONNECTIONS", 1_000),
-        event_streams_max=_positive_int(env, "EVENT_STREAMS_MAX", 10_000),
+        max_connections=(max_connections := _positive_int(env, "MAX_CONNECTIONS", 1_000)),
+        event_streams_max=_event_streams_max(env, max_connections),
         event_stream_heartbeat_seconds=_positive_seconds(
             env, "EVENT_STREAM_HEARTBEAT_SECONDS", 15.0
         ),

@@ -129,6 +129,18 @@ def test_full_settings_carry_the_same_database_settings() -> None:
     )
 
 
+def test_event_streams_take_half_the_connections_by_default_and_never_all() -> None:
+    assert load_settings(BASE).event_streams_max == 500
+    assert load_settings({**BASE, "MAX_CONNECTIONS": "64"}).event_streams_max == 32
+    tuned = {**BASE, "MAX_CONNECTIONS": "12000", "EVENT_STREAMS_MAX": "10000"}
+    assert load_settings(tuned).event_streams_max == 10_000
+    for streams in ("1000", "5000", "0"):
+        with pytest.raises(SettingsError, match="EVENT_STREAMS_MAX"):
+            load_settings({**BASE, "EVENT_STREAMS_MAX": streams})
+    with pytest.raises(SettingsError, match="EVENT_STREAM_HEARTBEAT_SECONDS"):
+        load_settings({**BASE, "EVENT_STREAM_HEARTBEAT_SECONDS": "-1"})
+
+
 def test_server_limits_have_safe_defaults_and_come_from_the_environment() -> None:
     defaults = load_settings(BASE)
     assert (
