@@ -81,7 +81,12 @@ class FlagResults(NamedTuple):
 
     @property
     def ofrep_json(self) -> bytes:
-        return b"".join((b'{"flags":[', b",".join(self.ofrep_parts), b"]}"))
+        return self.ofrep_json_with(b"")
+
+    def ofrep_json_with(self, members: bytes) -> bytes:
+        """The OFREP bulk body with more `,"name":value` members after `flags`, in one join
+        (the body is the size of every flag: no second copy to append to it)."""
+        return b"".join((b'{"flags":[', b",".join(self.ofrep_parts), b"]", members, b"}"))
 
 
 _encode = msgspec.json.encode

@@ -176,22 +176,31 @@ async def evaluate_flags_ofrep(request: Request[Any, Any, Any]) -> Response[Ofre
         headers = error.headers if isinstance(error, AppError) else None
         return Response(failure, status_code=problem.status, headers=headers)
     usage.count(flags.variant_set)  # a 304 too: the SDK goes on using what it has
-    etag = flags.etag.decode()
-    if request.headers.get("if-none-match") == etag:
-        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if _if_none_match(request) == flags.etag:
+        headers = {"ETag": flags.etag.decode(), "Cache-Control": "private, no-cache"}
         return Response(None, status_code=304, headers=headers)
-    body = flags.ofrep_json  # the OfrepBulk of every flag, encoded once per user
     user = caller.user
+    streams = b""
     if user is not None and user.stream_key is not None and subject.user_id == user.user_id:
-        body = body[:-1] + _event_streams(request, user.stream_key)
+        streams = _event_streams(request, user.stream_key)
+    body = flags.ofrep_json_with(streams)  # every flag's OFREP answer, encoded once per user
     return EncodedJSON(body, headers=((b"etag", flags.etag), BULK_CACHE_CONTROL))
 
 
+def _if_none_match(request: Request[Any, Any, Any]) -> bytes | None:
+    """The first If-None-Match, from the raw headers (Litestar's header multidict, built for
+    this one lookup, cost more than the cached evaluation it guards)."""
+    for name, value in request.scope["headers"]:
+        if name == b"if-none-match":
+            return value
+    return None
+
+
 def _event_streams(request: Request[Any, Any, Any], stream_key: str) -> bytes:
-    """`,"eventStreams":[…]}`: appended to the encoded bulk answer, for the caller's session."""
+    """`,"eventStreams":[…]`: a member of the bulk answer, for the caller's session."""
     url = f"{settings_of(request).public_url}{STREAM_PATH}{stream_key}"
     stream = {"type": "sse", "url": url, "inactivityDelaySec": INACTIVITY_DELAY_SEC}
-    return b',"eventStreams":[' + msgspec.json.encode(stream) + b"]}"
+    return b',"eventStreams":[' + msgspec.json.encode(stream) + b"]"
 
 
 @get(

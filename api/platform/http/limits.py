@@ -14,6 +14,7 @@ import re
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from api.platform.config import Settings
 from api.platform.http.errors import error_body
@@ -121,6 +122,10 @@ class RequestLimitsMiddleware:
                 send, 400, "bad_request", "The request body is nested too deeply", self.max_depth
             )
             return
+        # Litestar's `Request.body()` takes it from here instead of streaming it again (and
+        # building the header multidict for Content-Length): a tenth of an OFREP bulk
+        # request. Other apps (the admin mount) read it from the replayed message.
+        ScopeState.from_scope(scope).body = body
         replayed = False
 
         async def replay() -> ReceiveMessage:
