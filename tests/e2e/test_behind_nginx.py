@@ -9,17 +9,15 @@ caps connections per client address, and answers oversized or slow clients itsel
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.deployment import Nginx
 from tests.support.processes import AppProcess, free_port, start_app
 
 pytestmark = [pytest.mark.e2e]
@@ -72,44 +70,6 @@ http {{
 """
 
 
-class Nginx:
-    """nginx as a non-daemon child with its own prefix and configuration."""
-
-    def __init__(self, prefix: Path, app_port: int) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        assert Path(binary).exists(), "nginx is missing: scripts/bootstrap.sh --browser"
-        self.port = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(prefix=prefix, app_port=app_port, port=self.port))
-        self.process = subprocess.Popen(
-            [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("nginx did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
-
-
 @pytest.fixture(name="app", scope="module")
 def fx_app(database: str) -> Iterator[AppProcess]:
     app = start_app(database, {"TRUSTED_PROXIES": "127.0.0.1"})
@@ -119,7 +79,9 @@ def fx_app(database: str) -> Iterator[AppProcess]:
 
 @pytest.fixture(name="proxy", scope="module")
 def fx_proxy(app: AppProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    nginx = Nginx(tmp_path_factory.mktemp("nginx"), int(app.base_url.rsplit(":", 1)[1]))
+    prefix, port = tmp_path_factory.mktemp("nginx"), free_port()
+    app_port = int(app.base_url.rsplit(":", 1)[1])
+    nginx = Nginx(prefix, port, NGINX_CONF.format(prefix=prefix, app_port=app_port, port=port))
     yield nginx
     nginx.stop()
 

@@ -32,6 +32,7 @@ from tests.support.deployment import (
     browser_context,
     chromium_launcher,
     self_signed_certificate,
+    tls_config,
 )
 from tests.support.env import ROOT
 from tests.support.processes import AppProcess, child_env, free_port, run_release, start_app
@@ -156,7 +157,7 @@ def fx_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployme
             self_signed_certificate(
                 prefix, [name for s in shapes for name in (s.front_end, s.api, s.hostile)]
             )
-            nginx = Nginx(prefix, port, "".join(servers))
+            nginx = Nginx(prefix, port, tls_config(prefix, "".join(servers)))
             yield Deployment(port, issuer)
         finally:
             if nginx:

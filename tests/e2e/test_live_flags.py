@@ -33,6 +33,7 @@ from tests.support.deployment import (
     browser_context,
     chromium_launcher,
     self_signed_certificate,
+    tls_config,
 )
 from tests.support.env import ROOT
 from tests.support.processes import AppProcess, child_env, free_port, run_release, start_app
@@ -112,7 +113,7 @@ def fx_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployme
                 )
             apps.append(start_app(url, env={"OIDC_ISSUER": issuer}))
             self_signed_certificate(prefix, [FRONT_END, API, POLLING_FRONT_END, CAPPED_API])
-            nginx = Nginx(prefix, port, servers)
+            nginx = Nginx(prefix, port, tls_config(prefix, servers))
             yield Deployment(port, apps[0], apps[2], apps[1])
         finally:
             if nginx:

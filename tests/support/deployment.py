@@ -89,14 +89,21 @@ def self_signed_certificate(directory: Path, names: list[str]) -> None:
     )  # fmt: skip
 
 
-class Nginx:
-    """Debian's nginx as a non-daemon child: every host of both shapes on one TLS port."""
+def tls_config(prefix: Path, servers: str) -> str:
+    """An nginx configuration terminating TLS (prefix/cert.pem) for `servers` blocks."""
+    return NGINX_CONF.format(prefix=prefix, servers=servers)
 
-    def __init__(self, prefix: Path, port: int, servers: str) -> None:
+
+class Nginx:
+    """Debian's nginx as a non-daemon child with its own prefix and configuration, listening
+    on 127.0.0.1:`port`."""
+
+    def __init__(self, prefix: Path, port: int, config: str) -> None:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         assert Path(binary).exists(), "nginx is missing: scripts/bootstrap.sh --browser"
+        self.port = port
         conf = prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(prefix=prefix, servers=servers))
+        conf.write_text(config)
         self.process = subprocess.Popen(
             [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
             stdout=subprocess.DEVNULL,
@@ -106,12 +113,19 @@ class Nginx:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, (prefix / "error.log").read_text()
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                self.connect().close()
                 return
             except OSError:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("nginx did not start")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
 
     def stop(self) -> None:
         self.process.terminate()
