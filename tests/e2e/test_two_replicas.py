@@ -7,6 +7,8 @@ still follow a change made anywhere within a second.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Iterator
 
@@ -166,3 +168,46 @@ async def test_replicas_serve_through_the_pooler_and_listen_directly(
     finally:
         await connection.close()
     assert listeners >= 2  # one direct (unix-socket) LISTEN connection per replica
+
+
+async def test_a_stream_on_one_replica_hears_a_change_written_on_the_other(
+    replicas: tuple[AppProcess, AppProcess],
+) -> None:
+    """Event streams ride the process's one LISTEN connection (direct, past the pooler): a
+    flag created through A reaches a stream held by B within a second, its ETag the one B
+    then serves."""
+    a, b = replicas
+    person, admin = await sign_in(), await sign_in(super_admin=True)
+    bulk_url = f"{b.base_url}/ofrep/v1/evaluate/flags"
+    async with httpx.AsyncClient(cookies=person.cookies, timeout=5) as client:
+        first = await client.post(
+            bulk_url, json={"context": {}}, headers=origin_headers(b, person.csrf_token)
+        )
+        (stream,) = first.json()["eventStreams"]
+        assert stream["url"].startswith(f"{b.base_url}/ofrep/v1/event-stream/")
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(5, read=None)) as listener,
+        listener.stream("GET", stream["url"]) as events,
+    ):
+        assert events.status_code == 200
+        lines = events.aiter_lines()
+        assert (await anext(lines)).startswith("retry:")
+        created = httpx.post(
+            f"{a.base_url}/api/v1/admin/feature-flags",
+            json={"key": unique("streamed"), "name": "Streamed", "enabled": True},
+            cookies=admin.cookies,
+            headers=origin_headers(a, admin.csrf_token),
+        )
+        assert created.status_code == 201, created.text
+        started = time.monotonic()
+        async with asyncio.timeout(1.0):
+            line = await anext(lines)
+            while not line.startswith("data:"):
+                line = await anext(lines)
+        elapsed = time.monotonic() - started
+    async with httpx.AsyncClient(cookies=person.cookies, timeout=5) as client:
+        after = await client.post(
+            bulk_url, json={"context": {}}, headers=origin_headers(b, person.csrf_token)
+        )
+    assert json.loads(line.removeprefix("data:"))["etag"] == after.headers["etag"]
+    assert elapsed < 1.0
