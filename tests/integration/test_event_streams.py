@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -303,3 +304,26 @@ async def test_an_override_that_expires_sends_an_event_though_nothing_was_writte
     assert json.loads(event["data"])["etag"] == after.headers["etag"] != during
     (flag,) = [f for f in after.json()["flags"] if f["key"] == key]
     assert flag["value"] is True  # the override is over
+
+
+async def test_sigterm_ends_every_stream_with_a_retry_hint_and_the_process_exits(
+    database: str, open_stream: object
+) -> None:
+    """uvicorn waits for open responses before it shuts down: the streams must end first,
+    each telling its client to come back (to another replica) shortly."""
+    app = start_app(database)
+    try:
+        person = await sign_in()
+        url = await stream_url(app, person)
+        readers = [await open_stream(url) for _ in range(2)]  # type: ignore[operator]
+        for reader in readers:
+            await reader.next_event(2)
+        app.process.send_signal(signal.SIGTERM)
+        for reader in readers:
+            hint = await reader.next_event(3)
+            assert 500 <= int(hint["retry"]) <= 3_000
+            await reader.until_closed(3)
+        # uvicorn then shuts down (no response left to wait for) and re-raises the signal.
+        assert await asyncio.to_thread(app.process.wait, 10) in (0, -signal.SIGTERM)
+    finally:
+        app.stop()
