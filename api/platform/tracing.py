@@ -31,6 +31,7 @@ from api.platform.config import Settings
 
 if TYPE_CHECKING:
     from litestar.plugins import PluginProtocol
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger("api.platform.tracing")
@@ -48,19 +49,28 @@ def traces_url(endpoint: str) -> str:
     return endpoint.rstrip("/") + TRACES_PATH
 
 
+def service_resource() -> Resource:
+    """The SDK's resource from `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, named
+    `marketedge-api` where neither names the service (the SDK would say `unknown_service`)."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    return resource
+
+
 @cache
 def tracer_provider(endpoint: str) -> TracerProvider:
     """This process's provider, made once: batching thread, exporter, and the asyncpg
     instrumentation (which patches asyncpg for the whole process, hence once)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.resources import SERVICE_NAME
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
-    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    resource = service_resource()
     provider = TracerProvider(resource=resource)  # shut down (flushed) at exit too
     # Headers, timeout and compression come from the OTEL_EXPORTER_OTLP_* variables.
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint))))
