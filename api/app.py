@@ -47,6 +47,7 @@ from api.platform.http.security_headers import SecurityHeadersMiddleware
 from api.platform.logging import access_log_flusher, configure_logging
 from api.platform.metrics import metrics_endpoint, metrics_sampler
 from api.platform.runtime import frozen_startup_heap
+from api.platform.tracing import tracing_lifespans, tracing_plugins
 from api.web.health import liveness, readiness
 from api.web.pages import home, template_config
 
@@ -158,7 +159,9 @@ def create_app(
             usage_flusher,  # after the pool: its last flush at shutdown still has it
             metrics_sampler,
             frozen_startup_heap,
+            *tracing_lifespans(settings),  # last: its flush at shutdown runs first
         ],
+        plugins=tracing_plugins(settings),  # none without OTEL_EXPORTER_OTLP_ENDPOINT
         openapi_config=OpenAPIConfig(
             title="MarketEdge Platform API",
             version="1.0.0",

@@ -11,6 +11,12 @@ and for N users, next to the bare endpoint measured in the same run and the same
 Targets (2 cores, one web process, N = 5,000): features >= 0.5 x bare and p99 <= 25 ms;
 session check >= 0.6 x bare and p99 <= 15 ms; /me >= 0.3 x bare and p99 <= 40 ms; for one
 user every endpoint's p99 within 3 x bare's p99.
+
+`--metrics-cost` instead measures what the Prometheus metrics cost: the features and
+session-check endpoints for N users, served by two processes of the same run, one as
+deployed and one without the metrics' per-request work (`BENCH_METRICS=off`, bench/server.py),
+driven in turn on, off, off, on so that drift falls on both alike. Target: with metrics
+>= 0.95 x without.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -27,6 +34,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import BENCH_ENV, ROOT, Server, bench_database
 
@@ -252,9 +260,10 @@ async def serve_each_once(
             )
             try:
                 answer = await client.send(request)
-            except httpx.ReadError:
+            except (httpx.ReadError, httpx.RemoteProtocolError):
                 # A kept-alive connection the server closed as our request went out (seen
-                # about once in 20,000 warm-up requests): sent again once, and counted.
+                # about once in 20,000 warm-up requests; httpx names it either way): sent
+                # again once, and counted.
                 retried += 1
                 answer = await client.send(request)
             if answer.status_code != 200:
@@ -343,6 +352,123 @@ def print_traffic_table(rows: list[tuple[str, int, Measured, Measured]]) -> bool
     return all_met
 
 
+METRICS_COST_ENDPOINTS = ("session check", "features (200 flags)")
+METRICS_COST_MIN_RATIO = 0.95
+
+
+def mean(first: Measured, second: Measured) -> Measured:
+    return Measured(
+        (first.rps + second.rps) / 2,
+        (first.p50_ms + second.p50_ms) / 2,
+        (first.p99_ms + second.p99_ms) / 2,
+        (first.p999_ms + second.p999_ms) / 2,
+        first.errors + second.errors,
+    )
+
+
+def observed_requests(server: Server, token: str, route: str) -> float:
+    """How many requests to `route` the server's request-duration histogram has counted."""
+    scrape = httpx.get(
+        f"{server.base_url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    scrape.raise_for_status()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scrape.text)
+        for sample in family.samples
+        if sample.name == "marketedge_http_request_duration_seconds_count"
+        and sample.labels.get("route") == route
+    )
+
+
+def scraped(server: Server, token: str, name: str) -> dict[str, float]:
+    """One metric's samples from a scrape, by their labels: what the run left behind."""
+    scrape = httpx.get(
+        f"{server.base_url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    scrape.raise_for_status()
+    return {
+        ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(scrape.text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def measure_metrics_cost(
+    users: int, seconds: float, warmup: float
+) -> list[tuple[Endpoint, Measured, Measured]]:
+    """(endpoint, with metrics, without) for N users, both servers up for the whole run."""
+    url = bench_database("marketedge_bench_metrics_cost")
+    sessions = asyncio.run(load(url, users))
+    token = secrets.token_hex(16)
+    endpoints = [e for e in ENDPOINTS if e.name in METRICS_COST_ENDPOINTS]
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        path = write_sessions(Path(scratch) / "sessions.txt", sessions)
+        with_metrics = Server(url, METRICS_TOKEN=token)
+        try:
+            without = Server(url, METRICS_TOKEN=token, BENCH_METRICS="off")
+        except BaseException:
+            with_metrics.stop()
+            raise
+        servers = {"on": with_metrics, "off": without}
+        try:
+            for endpoint in endpoints:
+                for server in servers.values():
+                    asyncio.run(serve_each_once(server, endpoint, sessions))
+                    drive(server, endpoint, path, warmup)
+                runs: dict[str, list[Measured]] = {"on": [], "off": []}
+                for label in ("on", "off", "off", "on"):
+                    runs[label].append(drive(servers[label], endpoint, path, seconds))
+                print(
+                    f"{endpoint.name}: req/s with metrics"
+                    f" {', '.join(f'{m.rps:,.0f}' for m in runs['on'])}, without"
+                    f" {', '.join(f'{m.rps:,.0f}' for m in runs['off'])}",
+                    flush=True,
+                )
+                results.append((endpoint, mean(*runs["on"]), mean(*runs["off"])))
+                for label, server in servers.items():  # both should serve from their caches
+                    print(
+                        f"  metrics {label}: listener"
+                        f" {scraped(server, token, 'marketedge_listener_connected')}",
+                        flush=True,
+                    )
+                print(
+                    "  cache lookups (metrics on):"
+                    f" {scraped(with_metrics, token, 'marketedge_cache_requests_total')}",
+                    flush=True,
+                )
+                # The switch really is off in one and on in the other.
+                if observed_requests(with_metrics, token, endpoint.path) < users:
+                    raise SystemExit(f"the server with metrics did not count {endpoint.path}")
+                if observed_requests(without, token, endpoint.path) != 0:
+                    raise SystemExit(f"the server without metrics counted {endpoint.path}")
+        finally:
+            without.stop()
+            with_metrics.stop()
+    return results
+
+
+def print_metrics_cost_table(users: int, rows: list[tuple[Endpoint, Measured, Measured]]) -> bool:
+    print(
+        "| endpoint | users | req/s with metrics | req/s without | ratio | p99 ms with"
+        " | p99 ms without | errors | target | met |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    all_met = True
+    for endpoint, on, off in rows:
+        ratio = on.rps / off.rps
+        ok = ratio >= METRICS_COST_MIN_RATIO and on.errors + off.errors == 0
+        all_met &= ok
+        print(
+            f"| {endpoint.name} | {users:,} | {on.rps:,.0f} | {off.rps:,.0f} | {ratio:.3f}"
+            f" | {on.p99_ms:.1f} | {off.p99_ms:.1f} | {on.errors + off.errors}"
+            f" | >= {METRICS_COST_MIN_RATIO:g} x without | {'yes' if ok else 'NO'} |"
+        )
+    return all_met
+
+
 def describe_generator() -> str:
     return (
         f"load generator: {wrk_version()} ({wrk_binary()}), 1 thread, {CONNECTIONS}"
@@ -355,9 +481,18 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--quick", action="store_true", help="3 s per run instead of 10 s")
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="compare features and session check with and without metrics, in one run",
+    )
     args = parser.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     print(f"{describe_generator()}; {seconds:g} s per run", flush=True)
+    if args.metrics_cost:
+        warmup = 1.0 if args.quick else 2.0
+        cost = measure_metrics_cost(args.users, seconds, warmup)
+        return print_metrics_cost_table(args.users, cost)
     rows = measure(args.users, seconds, warmup=1.0 if args.quick else 2.0)
     return print_traffic_table(rows)
 

@@ -107,6 +107,9 @@ class Settings:
     metrics_token: str | None = None
     """Bearer token a Prometheus scrape of `/metrics` must send; unset, `/metrics` is open in
     development and 404 in production."""
+    otlp_endpoint: str | None = None
+    """`OTEL_EXPORTER_OTLP_ENDPOINT`: where traces go over OTLP/HTTP (`/v1/traces` appended,
+    as the OpenTelemetry SDK does); unset, nothing is traced (api/platform/tracing.py)."""
 
     @property
     def through_pooler(self) -> bool:
@@ -255,6 +258,36 @@ def _metrics_token(env: Mapping[str, str]) -> str | None:
     return token
 
 
+OTLP_ENDPOINT_MAX_CHARS = 2_048
+
+
+def _otlp_endpoint(env: Mapping[str, str]) -> str | None:
+    """An http(s) base URL without query or fragment: the exporter appends `/v1/traces`, so
+    anything after the path would be sent to the wrong place, silently, for every batch."""
+    value = _optional(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if (
+        len(value) > OTLP_ENDPOINT_MAX_CHARS
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+    ):
+        raise SettingsError(
+            f"OTEL_EXPORTER_OTLP_ENDPOINT: {value[:100]!r} is not an http(s) URL such as"
+            f" http://otel-collector:4318 (no query, at most {OTLP_ENDPOINT_MAX_CHARS} characters)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        raise SettingsError(
+            f"OTEL_EXPORTER_OTLP_ENDPOINT: {value[:100]!r} has a port out of range"
+        ) from None
+    return value
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -365,6 +398,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         service_clients=_service_clients(env, "SERVICE_CLIENT_IDS"),
         metrics_token=_metrics_token(env),
+        otlp_endpoint=_otlp_endpoint(env),
     )
 
 

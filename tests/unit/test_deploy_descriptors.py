@@ -162,3 +162,14 @@ def test_render_blueprint_runs_the_procfile_with_a_postgres() -> None:
     assert source["name"] in {database["name"] for database in blueprint["databases"]}
     for secret in ("OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "PUBLIC_URL"):
         assert env[secret] == {"key": secret, "sync": False}
+
+
+def test_metrics_token_is_generated_on_render_and_optional_on_kubernetes() -> None:
+    blueprint = yaml.safe_load((ROOT / "render.yaml").read_text())
+    (web,) = blueprint["services"]
+    env = {item["key"]: item for item in web["envVars"]}
+    assert env["METRICS_TOKEN"] == {"key": "METRICS_TOKEN", "generateValue": True}
+    (container,) = pod_containers(manifest("Deployment", "marketedge-web"))
+    variables = {item["name"]: item for item in container["env"]}
+    reference = variables["METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "marketedge-web", "key": "METRICS_TOKEN", "optional": True}

@@ -222,3 +222,22 @@ def test_the_metrics_token_is_optional_and_bounded() -> None:
     for bad in ("a" * 15, "b" * 513, "has a space in it!!", "caf\u00e9-token-123456"):
         with pytest.raises(SettingsError, match="METRICS_TOKEN"):
             load_settings({**BASE, "METRICS_TOKEN": bad})
+
+
+def test_otlp_endpoint_is_an_http_url_within_its_bound() -> None:
+    assert load_settings(BASE).otlp_endpoint is None
+    assert load_settings({**BASE, "OTEL_EXPORTER_OTLP_ENDPOINT": " "}).otlp_endpoint is None
+    longest = "https://collector.example.com/" + "p" * (2_048 - 30)
+    for good in ("http://otel-collector:4318", "https://collector.example.com/otlp/", longest):
+        assert load_settings({**BASE, "OTEL_EXPORTER_OTLP_ENDPOINT": good}).otlp_endpoint == good
+    for bad in (
+        "otel-collector:4318",
+        "grpc://collector:4317",
+        "http://",
+        "http://collector:4318/?tenant=a",
+        "http://collector:4318/#frag",
+        "http://collector:99999",
+        longest + "p",
+    ):
+        with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_ENDPOINT"):
+            load_settings({**BASE, "OTEL_EXPORTER_OTLP_ENDPOINT": bad})
