@@ -78,7 +78,7 @@ async def load(url: str, users: int) -> list[tuple[str, str]]:
     """N users in an organization (three locations), sessions for each, 200 flags (50 with
     3 rules each), 1,000 overrides and a few permission overrides. Returns (token, csrf) per
     user."""
-    from api.auth.sessions import csrf_token_for, hash_token, new_token
+    from api.auth.sessions import csrf_token_for, hash_token, new_token, stream_key_for
 
     connection = await asyncpg.connect(url)
     try:
@@ -144,9 +144,14 @@ async def load(url: str, users: int) -> list[tuple[str, str]]:
         await add_rules(url, [row["id"] for row in ruled])
         tokens = [new_token() for _ in user_ids]
         await connection.executemany(
-            "INSERT INTO user_sessions (token_hash, user_id, expires_at) VALUES ($1, $2, now() +"
-            " interval '1 day')",
-            [(hash_token(t), u) for t, u in zip(tokens, user_ids, strict=True)],
+            # With a stream key, as sessions are started (api.auth.service): the bulk answer
+            # then advertises the session's event stream, as it does in production.
+            "INSERT INTO user_sessions (token_hash, user_id, expires_at, stream_key_hash)"
+            " VALUES ($1, $2, now() + interval '1 day', $3)",
+            [
+                (hash_token(t), u, hash_token(stream_key_for(t)))
+                for t, u in zip(tokens, user_ids, strict=True)
+            ],
         )
         await connection.execute("ANALYZE")
     finally:
