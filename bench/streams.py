@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import math
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,7 @@ browsers would each bring one, a proxy in front pools them like this."""
 SPARE_CONNECTIONS = 2_000
 """MAX_CONNECTIONS above the streams: wrk's, the refetch pool, the health poller."""
 READY_POLL_SECONDS = 0.05
-METRICS_TOKEN = "bench-streams-metrics-token"
+METRICS_TOKEN = secrets.token_hex(16)
 """/metrics answers 404 in production without METRICS_TOKEN: the open-stream gauge is read."""
 
 MEMORY_TARGET_KIB = 20.0
@@ -261,7 +262,7 @@ def measure(streams: int, replica_streams: int, wrk_users: int, seconds: float) 
                 print("refetch storm ...", file=sys.stderr, flush=True)
                 clients.command(cmd="arm", refetch=True)
                 poll = ReadinessPoll(server)
-                storm_flip = flip_flag(admin, csrf)
+                storm_flip = flip_flag(admin, csrf, "flag-2")  # a state no client has seen
                 answers = clients.command(cmd="collect", within=60)
                 ready = poll.stop()
                 storm = Spread.of(
@@ -291,7 +292,7 @@ def measure(streams: int, replica_streams: int, wrk_users: int, seconds: float) 
                 others.total("open", cmd="open", port=replica.port)
                 wait_for_streams(replica, replica_streams)
                 others.command(cmd="arm", refetch=False)
-                replica_flip = flip_flag(admin, csrf)  # written through the first process
+                replica_flip = flip_flag(admin, csrf, "flag-3")  # written through the first process
                 answers = others.command(cmd="collect", within=30)
                 across = Spread.of(
                     replica_flip,
