@@ -60,6 +60,8 @@ class Client:
     refetch_queue: asyncio.Queue[Session] = field(default_factory=asyncio.Queue)
     refetch_workers: list[asyncio.Task[None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    resent: int = 0
+    """Requests sent again after a kept-alive connection closed before any answer."""
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever an event is read or a refetch answered (collect waits on it)."""
 
@@ -88,11 +90,24 @@ class Client:
     ) -> tuple[int, dict[str, str], bytes]:
         """Send `request` on the worker's connection (opened on first use) and read the
         answer (Content-Length or chunked body)."""
+        reused = bool(connection)
         if not connection:
             connection.extend(await asyncio.open_connection(self.host, self.port))
         reader, writer = connection
         writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (OSError, asyncio.IncompleteReadError) as error:
+            if not reused or (isinstance(error, asyncio.IncompleteReadError) and error.partial):
+                raise
+            # A kept-alive connection the server closed (KEEP_ALIVE_SECONDS) as the request
+            # went out, before any answer: sent again on a new one, as browsers do; counted.
+            self.resent += 1
+            writer.close()
+            connection[:] = await asyncio.open_connection(self.host, self.port)
+            reader, writer = connection
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         headers = {}
@@ -220,6 +235,7 @@ class Client:
             session.received = session.refetched = None
             session.refetch_status = 0
         self.errors.clear()
+        self.resent = 0
         self.refetch = refetch
         for task in self.refetch_workers:
             task.cancel()
@@ -249,6 +265,7 @@ class Client:
             "refetched": [s.refetched for s in open_ if s.refetched is not None],
             "refetch_statuses": [s.refetch_status for s in open_ if s.refetched is not None],
             "errors": self.errors[:5],
+            "resent": self.resent,
         }
 
     def close_all(self) -> dict[str, Any]:
