@@ -1,12 +1,13 @@
 """`python -m bench [--quick]`: real traffic (wrk, one user and 5,000 users), the
-permission checks at 10k and 100k nodes, the event-loop time of a flag-usage flush, and
-/health under costly patterns (bench.regex); prints the tables. Exits 1 if a target is missed."""
+permission checks at 10k and 100k nodes, the event-loop time of a flag-usage flush,
+/health under costly patterns (bench.regex) and 10,000 OFREP event streams (bench.streams;
+2,000 with --quick); prints the tables. Exits 1 if a target is missed."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import permissions, regex, traffic, usage_flush
+from bench import permissions, regex, streams, traffic, usage_flush
 from bench.common import print_table
 
 
@@ -24,7 +25,11 @@ def main() -> int:
     print("running bench.regex ...", file=sys.stderr, flush=True)
     print()
     patterns_met = regex.main(["--quick"] if quick else [])
-    return 0 if met and patterns_met and flush[0].value <= usage_flush.TARGET_MS else 1
+    print("running bench.streams ...", file=sys.stderr, flush=True)
+    print()
+    streams_met = streams.main(["--quick", "--streams", "2000"] if quick else [])
+    flush_met = flush[0].value <= usage_flush.TARGET_MS
+    return 0 if met and patterns_met and flush_met and streams_met else 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,3 +119,47 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+async def admin_session(url: str) -> tuple[str, str]:
+    """A super-admin with a live session: (session token, CSRF token)."""
+    from api.auth.sessions import csrf_token_for, hash_token, new_token
+
+    token = new_token()
+    connection = await asyncpg.connect(url)
+    try:
+        admin = await connection.fetchval(
+            "INSERT INTO users (oidc_issuer, oidc_subject, email, is_super_admin)"
+            " VALUES ('bench', 'bench-admin', 'bench-admin@bench.test', true) RETURNING id"
+        )
+        await connection.execute(
+            "INSERT INTO user_sessions (token_hash, user_id, expires_at)"
+            " VALUES ($1, $2, now() + interval '1 day')",
+            hash_token(token),
+            admin,
+        )
+    finally:
+        await connection.close()
+    return token, csrf_token_for(token)
+
+
+@dataclass(frozen=True)
+class Flip:
+    ok: bool
+    sent: float
+    """Wall-clock time (time.time()) the PATCH was sent: the commit happened after it."""
+    answered: float
+    """Wall-clock time its answer was read: the commit happened before it."""
+
+
+def flip_flag(client: httpx.Client, csrf: str, key: str = "flag-1") -> Flip:
+    """Turn flag `key` on or off through the admin REST API (`client` carries a super-admin's
+    session cookie): a change that alters every bench user's evaluation."""
+    flag = client.get(f"/api/v1/admin/feature-flags/{key}").json()
+    sent = time.time()
+    response = client.patch(
+        f"/api/v1/admin/feature-flags/{key}",
+        json={"version": flag["version"], "enabled": not flag["enabled"]},
+        headers={"X-CSRF-Token": csrf, "Origin": BENCH_ENV["PUBLIC_URL"]},
+    )
+    return Flip(response.status_code == 200, sent, time.time())

@@ -16,11 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 import psutil
 
-from bench.common import BENCH_ENV, Row, Server, bench_database, print_table
+from bench.common import Row, Server, admin_session, bench_database, flip_flag, print_table
 from bench.traffic import (
     ENDPOINTS,
     describe_generator,
@@ -35,27 +34,6 @@ SOAKED = ("session check", "features (200 flags)", "/me")
 CONNECTIONS = (22, 21, 21)
 
 
-async def admin_session(url: str) -> tuple[str, str]:
-    from api.auth.sessions import csrf_token_for, hash_token, new_token
-
-    token = new_token()
-    connection = await asyncpg.connect(url)
-    try:
-        admin = await connection.fetchval(
-            "INSERT INTO users (oidc_issuer, oidc_subject, email, is_super_admin)"
-            " VALUES ('bench', 'soak-admin', 'soak-admin@bench.test', true) RETURNING id"
-        )
-        await connection.execute(
-            "INSERT INTO user_sessions (token_hash, user_id, expires_at)"
-            " VALUES ($1, $2, now() + interval '1 day')",
-            hash_token(token),
-            admin,
-        )
-    finally:
-        await connection.close()
-    return token, csrf_token_for(token)
-
-
 def run(seconds: float = 60.0, users: int = 1000) -> list[Row]:
     url = bench_database("marketedge_bench_soak")
     sessions = asyncio.run(load(url, users))
@@ -68,15 +46,8 @@ def run(seconds: float = 60.0, users: int = 1000) -> list[Row]:
 
     def admin_writes() -> None:
         with httpx.Client(base_url=server.base_url, cookies={"me_session": admin_token}) as client:
-            headers = {"X-CSRF-Token": csrf, "Origin": BENCH_ENV["PUBLIC_URL"]}
             while not stop.is_set():
-                flag = client.get("/api/v1/admin/feature-flags/flag-1").json()
-                response = client.patch(
-                    "/api/v1/admin/feature-flags/flag-1",
-                    json={"version": flag["version"], "enabled": not flag["enabled"]},
-                    headers=headers,
-                )
-                writes["ok" if response.status_code == 200 else "failed"] += 1
+                writes["ok" if flip_flag(client, csrf).ok else "failed"] += 1
                 stop.wait(1.0)
 
     try:

@@ -233,13 +233,18 @@ class FlagCache:
         return await self._load()
 
     async def _load(self) -> dict[str, FlagDefinition]:
+        """Stale stays set until the new definitions are in, so that a caller arriving while
+        they load after a change waits for them (behind the lock) rather than being served,
+        and caching under the new generation, the definitions the change replaced."""
         async with self._lock:
             if self._fresh():
                 return self._flags
-            self._stale = False
+            generation = self.generation
             started = time.monotonic()
             self._flags = await load_definitions()
             self._loaded_at = started
+            if generation == self.generation:  # else a change came meanwhile: load again
+                self._stale = False
             return self._flags
 
 

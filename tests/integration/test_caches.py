@@ -3,14 +3,17 @@ listener, bounded with 100,000 users, and no database write per read."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 
 from api.auth.identity import Caller
 from api.auth.sessions import CACHE_LIMIT, hash_token, load_session, session_cache
+from api.flags import store
 from api.flags.store import RESULT_LIMIT, FlagResults, flag_cache
 from api.hierarchy.me_cache import ME_LIMIT, me_cache
 from api.platform.config import get_settings
@@ -30,6 +33,35 @@ def fx_listening() -> Iterator[None]:
     session_cache.clear()
     flag_cache.invalidate()
     me_cache.changed(None)
+
+
+async def test_a_caller_during_the_reload_after_a_change_waits_for_the_new_definitions(
+    listening: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by bench.streams: the fan-out's concurrent evaluations after a change notice
+    were served the replaced definitions while the first one reloaded them."""
+    versions = iter(["old", "new"])
+    loading, release = asyncio.Event(), asyncio.Event()
+
+    async def load_definitions() -> dict[str, Any]:
+        version = next(versions)
+        if version == "new":
+            loading.set()
+            await release.wait()
+        return {version: None}
+
+    monkeypatch.setattr(store, "load_definitions", load_definitions)
+    flag_cache.invalidate()
+    assert await flag_cache.flags() == {"old": None}
+    flag_cache.invalidate()  # a change notice
+    first = asyncio.create_task(flag_cache.flags())
+    await loading.wait()
+    second = asyncio.create_task(flag_cache.flags())
+    await asyncio.sleep(0.01)
+    assert not second.done()
+    release.set()
+    assert await first == await second == {"new": None}
+    assert await flag_cache.flags() == {"new": None}  # loaded once, not again
 
 
 def test_caches_stay_bounded_with_100k_distinct_users(listening: None) -> None:
