@@ -8,9 +8,10 @@ a lookup that answers MISSING for an absent one, and an absent attribute never m
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -132,10 +133,13 @@ SINGLE_VALUE = ("equals", "not_equals", *NUMBER_OPERATORS, *SEMVER_OPERATORS, *D
 class Condition:
     attribute: str
     operator: str
-    test: Callable[[Any], bool]
+    test: Callable[[Any], bool] = field(compare=False)
     """Applied to the attribute's value (never MISSING)."""
     cost: int = 0
     """RE2 program size of a `matches` condition's patterns; 0 for the others."""
+    values: str = ""
+    """The values as written (canonical JSON): two conditions compiled from the same source
+    compare equal, so a reload keeps a flag nobody changed (api/flags/store.py)."""
 
     def holds(self, lookup: Lookup, budget: MatchBudget | None = None) -> bool:
         """Whether the condition holds; a `matches` condition the evaluation's budget
@@ -194,10 +198,11 @@ def _compile_one(position: int, raw: Any) -> Condition:
         raise ConditionError(f"{where}: values must be a list of 1 to {MAX_VALUES} entries")
     if op in SINGLE_VALUE and len(values) != 1:
         raise ConditionError(f"{where}: {op} takes exactly one value")
+    source = json.dumps(values, sort_keys=True, separators=(",", ":"))
     if op == "matches":
         test, cost = _matches_test(where, values)
-        return Condition(attribute, op, test, cost)
-    return Condition(attribute, op, _test(where, op, values))
+        return Condition(attribute, op, test, cost, source)
+    return Condition(attribute, op, _test(where, op, values), 0, source)
 
 
 def _test(where: str, op: str, values: list[Any]) -> Callable[[Any], bool]:

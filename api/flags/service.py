@@ -91,7 +91,7 @@ async def create_flag(fields: dict[str, Any], actor: Caller, connection: Connect
             ) from None
         flag = change.after = as_flag(rows[0])
         change.resource_id = flag.key
-        announce(CHANNEL)
+        announce(CHANNEL, "feature_flags")
     return flag
 
 
@@ -137,7 +137,7 @@ async def update_flag(
         after = change.after = as_flag(rows[0])
         if noted:
             change.after = {**msgspec.to_builtins(after), **noted}
-        announce(CHANNEL)
+        announce(CHANNEL, "feature_flags")
     return after
 
 
@@ -196,7 +196,7 @@ async def create_override(
         override = msgspec.convert(rows[0], Override)
         change.resource_id = override.id
         change.after = {"flag": flag.key, **msgspec.to_builtins(override)}
-        announce(CHANNEL)
+        announce(CHANNEL, "feature_flag_overrides")
     return override
 
 
@@ -242,7 +242,7 @@ async def update_override(
             raise _target_taken() from None
         override = msgspec.convert(rows[0], Override)
         change.after = {"flag": flag.key, **msgspec.to_builtins(override)}
-        announce(CHANNEL)
+        announce(CHANNEL, "feature_flag_overrides")
     return override
 
 
@@ -262,7 +262,7 @@ async def delete_override(
         before = await queries.load_override(override_id, flag.id)
         change.before = {"flag": flag.key, **msgspec.to_builtins(before)}
         await FeatureFlagOverride.delete().where(FeatureFlagOverride.id == override_id)
-        announce(CHANNEL)
+        announce(CHANNEL, "feature_flag_overrides")
 
 
 # ---- targeting rules -----------------------------------------------------------------------
@@ -298,7 +298,7 @@ async def create_rule(
             raise _rule_name_taken(cleaned.get("name")) from None
         rule = change.after = as_struct(rows[0], TargetingRule)
         change.resource_id = rule.id
-        announce(CHANNEL)
+        announce(CHANNEL, "feature_flag_rules")
     return rule
 
 
@@ -340,7 +340,7 @@ async def update_rule(
         except asyncpg.UniqueViolationError:
             raise _rule_name_taken(cleaned.get("name")) from None
         rule = change.after = as_struct(rows[0], TargetingRule)
-        announce(CHANNEL)
+        announce(CHANNEL, "feature_flag_rules")
     return rule
 
 
@@ -358,7 +358,7 @@ async def delete_rule(
         flag = await queries.load_flag(flag_ref, lock=True)
         change.before = await queries.load_rule(rule_id, flag.id, lock=True)
         await FeatureFlagRule.delete().where(FeatureFlagRule.id == rule_id)
-        announce(CHANNEL)
+        announce(CHANNEL, "feature_flag_rules")
 
 
 # ---- segments ------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ async def create_segment(
             raise _segment_key_taken(cleaned.get("key")) from None
         segment = change.after = as_struct(rows[0], SegmentOut)
         change.resource_id = segment.id
-        announce(CHANNEL)
+        announce(CHANNEL, "segments")
     return segment
 
 
@@ -411,7 +411,7 @@ async def update_segment(
         except asyncpg.UniqueViolationError:
             raise _segment_key_taken(cleaned.get("key")) from None
         segment = change.after = as_struct(rows[0], SegmentOut)
-        announce(CHANNEL)
+        announce(CHANNEL, "segments")
     return segment
 
 
@@ -430,7 +430,7 @@ async def delete_segment(ref: FlagRef, actor: Caller, connection: Connection) ->
                 extra={"reason": "segment_in_use"},
             )
         await Segment.delete().where(Segment.id == before.id)
-        announce(CHANNEL)
+        announce(CHANNEL, "segments")
 
 
 # ---- scheduled changes ---------------------------------------------------------------------

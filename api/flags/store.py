@@ -14,7 +14,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
@@ -42,6 +42,12 @@ from api.platform.http.errors import InvalidInput
 from api.platform.metrics import cache_counters
 
 CHANNEL = "feature_flags_changed"
+DEFINITION_TABLES = frozenset(
+    {"feature_flags", "feature_flag_rules", "segments", "feature_flag_schedules"}
+)
+"""Change notices (their payload: the table written) that touch flag definitions only, not
+what rules read about users. Evaluated results then stay good unless the reload finds a
+definition replaced; and an event stream's fan-out re-evaluates only the replaced flags."""
 UNSYNCED_TTL = 1.0
 SYNCED_TTL = 300.0
 RESULT_SECONDS = 300.0
@@ -162,20 +168,39 @@ def _interned(parts: tuple[bytes, ...]) -> tuple[bytes, ...]:
     return parts
 
 
-def encode_user_flags(results: list[Evaluation], until: float) -> FlagResults:
-    features_parts: list[bytes] = []
-    ofrep_parts: list[bytes] = []
-    digests: list[bytes] = []
-    for evaluation in results:
-        features, ofrep, digest = _answer(evaluation)
-        features_parts.extend(features)
-        ofrep_parts.extend(ofrep)
-        digests.append(digest)
-    etag = b'"' + hashlib.sha256(b"".join(digests)).hexdigest()[:32].encode() + b'"'
-    variant_set = usage.variant_set((e.flag_id, e.variant, e.reason) for e in results)
+Served = tuple[int | None, str | None, Any]
+"""(flag id, variant, reason): what the usage counter counts for one flag."""
+_served_interned: dict[Served, Served] = {}
+
+
+def _served(e: Evaluation) -> Served:
+    """The evaluation's usage triple, one shared tuple per distinct value (a tracked user
+    holds 200 of them)."""
+    triple = (e.flag_id, e.variant, e.reason)
+    found = _served_interned.get(triple)
+    if found is None:
+        if len(_served_interned) >= PARTS_LIMIT:
+            _served_interned.clear()
+        found = _served_interned[triple] = triple
+    return found
+
+
+def _results_of(answers: Sequence[Answer], served: Sequence[Served], until: float) -> FlagResults:
+    features_parts = [part for answer in answers for part in answer[0]]
+    ofrep_parts = [part for answer in answers for part in answer[1]]
+    digest = hashlib.sha256(b"".join([answer[2] for answer in answers])).hexdigest()
+    etag = b'"' + digest[:32].encode() + b'"'
     return FlagResults(
-        until, _interned(tuple(features_parts)), _interned(tuple(ofrep_parts)), etag, variant_set
+        until,
+        _interned(tuple(features_parts)),
+        _interned(tuple(ofrep_parts)),
+        etag,
+        usage.variant_set(served),
     )
+
+
+def encode_user_flags(results: list[Evaluation], until: float) -> FlagResults:
+    return _results_of([_answer(e) for e in results], [_served(e) for e in results], until)
 
 
 class FlagCache:
@@ -188,9 +213,27 @@ class FlagCache:
         self.results: BoundedCache[tuple[int, int | None], FlagResults] = BoundedCache(RESULT_LIMIT)
         self.generation = 0
         """Moves on every invalidation: results computed across one are not kept."""
+        self._live: tuple[dict[str, FlagDefinition], tuple[FlagDefinition, ...]] = ({}, ())
+        self._notices = 0
+        """Moves on every change notice: a load that one crossed is not trusted as fresh."""
 
     def invalidate(self) -> None:
         self._stale = True
+        self._notices += 1
+        self._drop_results()
+
+    def changed(self, payload: str | None) -> None:
+        """A change notice: a write to the definitions reloads them, and drops results only
+        if the reload finds one replaced (the writer's own process hears its change twice:
+        at commit, and by NOTIFY); any other write (overrides, what rules read about users)
+        drops every result at once."""
+        if payload in DEFINITION_TABLES:
+            self._stale = True
+            self._notices += 1
+        else:
+            self.invalidate()
+
+    def _drop_results(self) -> None:
         self.generation += 1
         self.results.clear()
 
@@ -217,6 +260,14 @@ class FlagCache:
             return
         self.results.put((user_id, node_id), flags)
 
+    async def live(self) -> tuple[FlagDefinition, ...]:
+        """The non-archived definitions in evaluation order, one tuple per load (shared by
+        every tracked user evaluated against it)."""
+        flags = await self.flags()
+        if self._live[0] is not flags:
+            self._live = (flags, tuple(flag for flag in flags.values() if not flag.archived))
+        return self._live[1]
+
     def _fresh(self) -> bool:
         ttl = SYNCED_TTL if listener.connected else UNSYNCED_TTL
         return not self._stale and time.monotonic() - self._loaded_at < ttl
@@ -239,13 +290,33 @@ class FlagCache:
         async with self._lock:
             if self._fresh():
                 return self._flags
-            generation = self.generation
+            notices = self._notices
             started = time.monotonic()
-            self._flags = await load_definitions()
+            before = self._flags
+            self._flags = kept_where_equal(before, await load_definitions())
             self._loaded_at = started
-            if generation == self.generation:  # else a change came meanwhile: load again
+            if self._flags.keys() != before.keys() or any(
+                definition is not before[key] for key, definition in self._flags.items()
+            ):
+                self._drop_results()  # results evaluated against a replaced definition
+            if notices == self._notices:  # else a change came meanwhile: load again
                 self._stale = False
             return self._flags
+
+
+def kept_where_equal(
+    before: Mapping[str, FlagDefinition], loaded: dict[str, FlagDefinition]
+) -> dict[str, FlagDefinition]:
+    """The loaded definitions, each replaced by the one held before when equal: a flag a
+    change did not touch keeps its identity, so its encoded answers stay warm and an event
+    stream's fan-out knows, by identity, which flags it must evaluate again. (Compiled
+    regular expressions compare by identity: a flag with one counts as changed, which only
+    costs its re-evaluation.)"""
+    for key, definition in loaded.items():
+        held = before.get(key)
+        if held is not None and held == definition:
+            loaded[key] = held
+    return loaded
 
 
 async def load_definitions() -> dict[str, FlagDefinition]:
@@ -319,7 +390,7 @@ def _ordered(split: Mapping[str, int] | None) -> Split | None:
 
 flag_cache = FlagCache()
 usage.flag_keys = flag_cache.keys_by_id
-listener.on(CHANNEL, flag_cache.invalidate)
+listener.on_payload(CHANNEL, flag_cache.changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,22 +442,103 @@ async def _evaluate_all(
     flags = await flag_cache.flags()
     targeting = await load_targeting(user_id, node_id, attributes)
     now = datetime.now(UTC)
+    live = [flag for flag in flags.values() if not flag.archived]
+    return _evaluate(live, targeting, now), _until(targeting, now)
+
+
+def _evaluate(
+    definitions: Sequence[FlagDefinition], targeting: Targeting, now: datetime
+) -> list[Evaluation]:
     # Each flag sees only its own overrides: evaluation stays linear in flags + overrides.
+    by_flag = _overrides_by_flag(targeting)
+    return [
+        evaluate_flag(flag, targeting.context, by_flag.get(flag.id, ()), now)
+        for flag in definitions
+    ]
+
+
+def _overrides_by_flag(targeting: Targeting) -> dict[int, list[FlagOverride]]:
     by_flag: dict[int, list[FlagOverride]] = {}
     for override in targeting.overrides:
         by_flag.setdefault(override.flag_id, []).append(override)
-    results = [
-        evaluate_flag(flag, targeting.context, by_flag.get(flag.id, ()), now)
-        for flag in flags.values()
-        if not flag.archived
-    ]
+    return by_flag
+
+
+def _until(targeting: Targeting, now: datetime) -> float:
     # Jittered, so that users served together (a warm-up, a flag change) are not all
     # re-evaluated together RESULT_SECONDS later.
     until = time.monotonic() + RESULT_SECONDS * (1 - RESULT_JITTER * random.random())
     for override in targeting.overrides:
         if override.expires_at is not None:
             until = min(until, time.monotonic() + (override.expires_at - now).total_seconds())
-    return results, until
+    return until
+
+
+class Tracked(NamedTuple):
+    """A user's evaluation as an open event stream keeps it (api/flags/streams.py): their
+    targeting and, flag by flag, the definition and the answer. After a change to flag
+    definitions alone, `retracked` evaluates only the flags whose definition is new, with no
+    query: a kill switch reaches 10,000 streams without 10,000 full evaluations."""
+
+    user_id: int
+    targeting: Targeting
+    definitions: tuple[FlagDefinition, ...]
+    """Shared by every user evaluated against the same load (one pointer each)."""
+    answers: tuple[Answer, ...]
+    served: tuple[Served, ...]
+    results: FlagResults
+
+
+async def tracked_flags(user_id: int) -> Tracked:
+    """A full evaluation (one query), kept in the flag cache as `user_flags` keeps it."""
+    generation = flag_cache.generation
+    definitions = await flag_cache.live()
+    targeting = await load_targeting(user_id)
+    now = datetime.now(UTC)
+    evaluations = _evaluate(definitions, targeting, now)
+    answers = tuple(_answer(e) for e in evaluations)
+    served = tuple(_served(e) for e in evaluations)
+    results = _results_of(answers, served, _until(targeting, now))
+    flag_cache.keep_results(user_id, None, results, generation)
+    return Tracked(user_id, targeting, definitions, answers, served, results)
+
+
+Plan = tuple[int, ...]
+"""For each live definition now, its position among a tracked user's definitions, or -1
+where it is new (to be evaluated)."""
+
+
+def plan_for(before: tuple[FlagDefinition, ...], now: tuple[FlagDefinition, ...]) -> Plan:
+    position = {id(definition): at for at, definition in enumerate(before)}
+    return tuple(position.get(id(definition), -1) for definition in now)
+
+
+def retracked(
+    tracked: Tracked, definitions: tuple[FlagDefinition, ...], plan: Plan, generation: int
+) -> Tracked:
+    """`tracked` brought to `definitions`: answers kept where the definition is the same
+    object, evaluated afresh where not; kept in the flag cache under `generation` (the one
+    `definitions` were loaded in), so the refetch the event causes is a cache hit."""
+    now = datetime.now(UTC)
+    by_flag: dict[int, list[FlagOverride]] | None = None
+    context = tracked.targeting.context
+    answers: list[Answer] = []
+    served: list[Served] = []
+    for definition, at in zip(definitions, plan, strict=True):
+        if at >= 0:
+            answers.append(tracked.answers[at])
+            served.append(tracked.served[at])
+            continue
+        if by_flag is None:
+            by_flag = _overrides_by_flag(tracked.targeting)
+        evaluation = evaluate_flag(definition, context, by_flag.get(definition.id, ()), now)
+        answers.append(_answer(evaluation))
+        served.append(_served(evaluation))
+    results = _results_of(answers, served, tracked.results.until)
+    flag_cache.keep_results(tracked.user_id, None, results, generation)
+    return tracked._replace(
+        definitions=definitions, answers=tuple(answers), served=tuple(served), results=results
+    )
 
 
 async def user_flags(

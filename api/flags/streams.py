@@ -33,7 +33,17 @@ from litestar import Litestar
 from prometheus_client import Counter, Gauge, Histogram
 
 from api.auth.sessions import live_session_roles
-from api.flags.store import CHANNEL, user_flags
+from api.flags.store import (
+    CHANNEL,
+    DEFINITION_TABLES,
+    FlagResults,
+    Plan,
+    Tracked,
+    flag_cache,
+    plan_for,
+    retracked,
+    tracked_flags,
+)
 from api.platform.background import running
 from api.platform.config import Settings, settings_of
 from api.platform.db.changes import listener
@@ -47,6 +57,8 @@ INACTIVITY_DELAY_SEC = 120
 """Advertised `inactivityDelaySec`: a hidden page may close its stream after this long."""
 FAN_OUT_CONCURRENCY = 16
 """Users evaluated at once by a fan-out (each is one small query on a cache miss)."""
+YIELD_EVERY = 256
+"""Users re-evaluated between two yields to the event loop during a fan-out."""
 QUEUE_LIMIT = 8
 """Frames waiting for a slow client; past it the oldest event is dropped (the newest ETag
 is all a client needs)."""
@@ -114,16 +126,20 @@ class StreamHub:
 
     def __init__(self) -> None:
         self.by_user: dict[int, dict[EventStream, None]] = {}
+        self.tracked: dict[int, Tracked] = {}
+        """Each connected user's evaluation, kept for the next fan-out."""
         self.count = 0
         self.settings: Settings | None = None
         self.closing = False
         self.heartbeat = 15.0
         self._flags_since: float | None = None
+        self._payloads: set[str | None] = set()
         self._sessions_dirty = False
         self._fan_out: asyncio.Task[None] | None = None
         self._session_check: asyncio.Task[None] | None = None
 
-    def add(self, stream: EventStream) -> None:
+    def add(self, stream: EventStream, tracked: Tracked) -> None:
+        self.tracked[stream.user_id] = tracked
         self.by_user.setdefault(stream.user_id, {})[stream] = None
         self.count += 1
         STREAMS_OPEN.inc()
@@ -134,6 +150,7 @@ class StreamHub:
             return
         if not streams:
             del self.by_user[stream.user_id]
+            self.tracked.pop(stream.user_id, None)
         self.count -= 1
         STREAMS_OPEN.dec()
 
@@ -142,20 +159,60 @@ class StreamHub:
 
     # ---- flags --------------------------------------------------------------------------
 
-    def flags_changed(self, _payload: str | None = None) -> None:
-        """A committed change may alter bulk results (callback of the change mechanism)."""
+    async def track(self, user_id: int) -> Tracked:
+        """The user's evaluation for a stream about to open: the one kept for their other
+        streams while it holds, else a full one."""
+        tracked = self.tracked.get(user_id)
+        if tracked is None or time.monotonic() >= tracked.results.until:
+            tracked = await tracked_flags(user_id)
+        return tracked
+
+    def flags_changed(self, payload: str | None = None) -> None:
+        """A committed change may alter bulk results (callback of the change mechanism;
+        `payload` names the table written, None when unknown)."""
         if not self.by_user:
             return
         if self._flags_since is None:
             self._flags_since = time.perf_counter()
+        self._payloads.add(payload)
         self._fan_out = _restart(self._fan_out, self._fan_out_changes)
 
     async def _fan_out_changes(self) -> None:
         while self._flags_since is not None:
             since, self._flags_since = self._flags_since, None
+            payloads, self._payloads = self._payloads, set()
+            if payloads <= DEFINITION_TABLES:
+                await self._retrack_everyone(since)
+                continue
             gate = asyncio.Semaphore(FAN_OUT_CONCURRENCY)
             users = list(self.by_user.items())
             await asyncio.gather(*(self._tell(u, s, gate, since) for u, s in users))
+
+    async def _retrack_everyone(self, since: float) -> None:
+        """Definitions changed, users did not: each user's kept evaluation, brought to the new
+        definitions without a query, flag by flag only where a definition was replaced."""
+        try:
+            definitions = await flag_cache.live()
+        except Exception:  # the next change, or the clients' own polls, catch up
+            logger.warning("event stream fan-out failed", exc_info=True)
+            return
+        generation = flag_cache.generation  # after the reload, which may have moved it
+        plans: dict[int, tuple[tuple[Any, ...], Plan]] = {}
+        for done, (user_id, streams) in enumerate(list(self.by_user.items()), 1):
+            tracked = self.tracked.get(user_id)
+            if tracked is not None and user_id in self.by_user:
+                before = tracked.definitions
+                if before is definitions:
+                    continue  # nothing replaced (the second notice of the same change)
+                plan = plans.get(id(before))
+                if plan is None or plan[0] is not before:
+                    plan = plans[id(before)] = (before, plan_for(before, definitions))
+                tracked = self.tracked[user_id] = retracked(
+                    tracked, definitions, plan[1], generation
+                )
+                self._notify(streams, tracked.results, since)
+            if done % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # requests and heartbeats go on meanwhile
 
     async def _tell(
         self,
@@ -164,19 +221,26 @@ class StreamHub:
         gate: asyncio.Semaphore,
         since: float,
     ) -> None:
-        """The user's new ETag, computed once, to each of their streams it is news to."""
+        """The user's new ETag, from a full evaluation (what rules read about them may have
+        changed), to each of their streams it is news to."""
         async with gate:
             try:
-                flags = await user_flags(user_id)
+                tracked = await tracked_flags(user_id)
             except Exception:  # the next change, or the client's own poll, catches up
                 logger.warning("event stream fan-out failed", exc_info=True)
                 return
-        etag, frame = flags.etag, b""
+        if user_id in self.by_user:
+            self.tracked[user_id] = tracked
+            self._notify(streams, tracked.results, since)
+
+    @staticmethod
+    def _notify(streams: dict[EventStream, None], results: FlagResults, since: float) -> None:
+        frame = b""
         for stream in list(streams):
-            stream.until = flags.until
-            if stream.etag != etag:
-                stream.etag = etag
-                frame = frame or event_frame(etag)
+            stream.until = results.until
+            if stream.etag != results.etag:
+                stream.etag = results.etag
+                frame = frame or event_frame(results.etag)
                 stream.send(frame, since)
 
     # ---- sessions -----------------------------------------------------------------------
@@ -268,11 +332,14 @@ async def _lapsed(stream: EventStream) -> bytes:
     """The event to send now that the stream's results have lapsed, or b"" if they are the
     same (the usual case: only the cache's lifetime ended)."""
     try:
-        flags = await user_flags(stream.user_id)
+        tracked = await tracked_flags(stream.user_id)
     except Exception:  # looked at again after a heartbeat
         logger.warning("event stream re-evaluation failed", exc_info=True)
         stream.until = time.monotonic() + hub.heartbeat
         return b""
+    if stream.user_id in hub.by_user:
+        hub.tracked[stream.user_id] = tracked
+    flags = tracked.results
     stream.until = flags.until
     if flags.etag == stream.etag:
         return b""

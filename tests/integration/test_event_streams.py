@@ -327,3 +327,44 @@ async def test_sigterm_ends_every_stream_with_a_retry_hint_and_the_process_exits
         assert await asyncio.to_thread(app.process.wait, 10) in (0, -signal.SIGTERM)
     finally:
         app.stop()
+
+
+async def test_each_kind_of_change_sends_the_etag_the_next_bulk_answer_carries(
+    server: AppProcess, open_stream: object
+) -> None:
+    """Definition changes are re-evaluated flag by flag from what the stream keeps; changes
+    to what rules read about users (an override, the organisation by psql) fully. Either way
+    the event's ETag is the one the refetch then gets, and a notice that changes nothing for
+    this user sends nothing."""
+    person, admin = await sign_in(), await sign_in(super_admin=True)
+    key = await create_flag(server, admin)
+    reader = await open_stream(await stream_url(server, person))  # type: ignore[operator]
+    await reader.next_event(2)
+
+    async def admin_call(method: str, path: str, body: dict[str, object]) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=server.base_url, cookies=admin.cookies) as client:
+            answer = await client.request(
+                method, path, json=body, headers=admin.headers(server.base_url)
+            )
+        assert answer.status_code in (200, 201), answer.text
+        return answer
+
+    async def value_after_event() -> object:
+        event = await reader.next_data(1.0)
+        after = await bulk(server, person)
+        assert json.loads(event["data"])["etag"] == after.headers["etag"]
+        return next(f["value"] for f in after.json()["flags"] if f["key"] == key)
+
+    flag_path = f"/api/v1/admin/feature-flags/{key}"
+    await admin_call("PATCH", flag_path, {"version": 1, "enabled": False})
+    assert await value_after_event() is False
+    await admin_call("PATCH", flag_path, {"version": 2, "enabled": True})
+    assert await value_after_event() is True
+    await admin_call(
+        "POST", f"{flag_path}/overrides", {"enabled": False, "user_id": person.user_id}
+    )
+    assert await value_after_event() is False
+    other = await sign_in()
+    await admin_call("POST", f"{flag_path}/overrides", {"enabled": True, "user_id": other.user_id})
+    with pytest.raises(TimeoutError):  # someone else's override: this user's answer is the same
+        await reader.next_data(1.0)

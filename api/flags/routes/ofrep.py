@@ -222,7 +222,8 @@ async def ofrep_event_stream(request: Request[Any, Any, Any], key: FromPath[str]
         raise NotAuthenticated("This event stream's session has ended")
     if hub.count >= settings.event_streams_max or hub.closing:
         raise ServiceUnavailable("Too many event streams here", headers={"Retry-After": "30"})
-    flags = await user_flags(caller.user_id)
+    tracked = await hub.track(caller.user_id)
+    flags = tracked.results
     etag = flags.etag
     last = request.headers.get("last-event-id")
     stream = EventStream(
@@ -231,7 +232,7 @@ async def ofrep_event_stream(request: Request[Any, Any, Any], key: FromPath[str]
     first = b"retry: %d\n: open\n\n" % RETRY_MS
     if last is not None and last.encode("latin-1", "replace") != etag.strip(b'"'):
         first += event_frame(etag)  # a change happened while the client was away
-    hub.add(stream)
+    hub.add(stream, tracked)
     return Stream(
         frames(stream, first),
         media_type="text/event-stream",
