@@ -13,14 +13,11 @@ and typing; the assertions read what the page shows.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from oidc_provider_mock import run_server_in_thread
 
@@ -28,19 +25,18 @@ from tests.support.databases import fresh_database
 from tests.support.deployment import (
     API_SERVER,
     PAGE_SERVER,
+    SPA,
+    VENDOR,
     Nginx,
     browser_context,
     chromium_launcher,
+    load_demo,
     self_signed_certificate,
     tls_config,
 )
-from tests.support.env import ROOT
-from tests.support.processes import AppProcess, child_env, free_port, run_release, start_app
+from tests.support.processes import AppProcess, free_port, run_release, start_app
 
 pytestmark = [pytest.mark.e2e]
-
-SPA = ROOT / "examples" / "spa"
-VENDOR = ROOT / "tests" / "js" / "node_modules"
 
 
 @dataclass(frozen=True)
@@ -110,18 +106,7 @@ def fx_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployme
     shapes = (SAME_SITE, CROSS_SITE)
     with run_server_in_thread() as server:
         issuer = f"http://localhost:{server.server_port}"
-        loaded = subprocess.run(
-            [sys.executable, "-m", "api.ops.demo"],
-            cwd=ROOT,
-            env=child_env(url, OIDC_ISSUER=issuer),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert loaded.returncode == 0, loaded.stderr
-        claims = {"email": "alice@acme.example", "email_verified": True, "name": "Alice"}
-        assert httpx.put(f"{issuer}/users/alice", json=claims, timeout=5).status_code == 204
+        load_demo(url, issuer, {"alice": "alice@acme.example"})
         apps: list[AppProcess] = []
         nginx: Nginx | None = None
         try:

@@ -12,8 +12,6 @@ driven by clicks and typing; what the test reads is what the pages show, plus A'
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,19 +27,19 @@ from tests.support.databases import fresh_database
 from tests.support.deployment import (
     API_SERVER,
     PAGE_SERVER,
+    SPA,
+    VENDOR,
     Nginx,
     browser_context,
     chromium_launcher,
+    load_demo,
     self_signed_certificate,
     tls_config,
 )
-from tests.support.env import ROOT
-from tests.support.processes import AppProcess, child_env, free_port, run_release, start_app
+from tests.support.processes import AppProcess, free_port, run_release, start_app
 
 pytestmark = [pytest.mark.e2e]
 
-SPA = ROOT / "examples" / "spa"
-VENDOR = ROOT / "tests" / "js" / "node_modules"
 FRONT_END, API = "app.zebra.associates", "api.zebra.associates"
 POLLING_FRONT_END, CAPPED_API = "poll.zebra.associates", "capped.zebra.associates"
 """The fallback's pair: a page polling every second, before a replica holding one stream."""
@@ -72,19 +70,7 @@ def fx_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployme
     port = free_port()
     with run_server_in_thread() as provider:
         issuer = f"http://localhost:{provider.server_port}"
-        loaded = subprocess.run(
-            [sys.executable, "-m", "api.ops.demo"],
-            cwd=ROOT,
-            env=child_env(url, OIDC_ISSUER=issuer),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert loaded.returncode == 0, loaded.stderr
-        for sub, email in (("alice", "alice@acme.example"), ("admin", "admin@marketedge.example")):
-            claims = {"email": email, "email_verified": True, "name": sub}
-            assert httpx.put(f"{issuer}/users/{sub}", json=claims, timeout=5).status_code == 204
+        load_demo(url, issuer, {"alice": "alice@acme.example", "admin": "admin@marketedge.example"})
         apps: list[AppProcess] = []
         nginx: Nginx | None = None
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +25,9 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from tests.support.databases import fresh_database
+from tests.support.deployment import load_demo
 from tests.support.env import ROOT
-from tests.support.processes import AppProcess, child_env, run_release, start_app
+from tests.support.processes import AppProcess, run_release, start_app
 
 pytestmark = pytest.mark.e2e
 COLOURS = {"blue": "#1f6feb", "green": "#2da44e", "orange": "#fb8500"}
@@ -61,18 +61,7 @@ def fx_demo() -> Iterator[Demo]:
     assert run_release(url).returncode == 0
     with run_server_in_thread() as server:
         issuer = f"http://localhost:{server.server_port}"
-        loaded = subprocess.run(
-            [sys.executable, "-m", "api.ops.demo"],
-            cwd=ROOT,
-            env=child_env(url, OIDC_ISSUER=issuer),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert loaded.returncode == 0, loaded.stderr
-        claims = {"email": "uma@acme.example", "email_verified": True, "name": "Uma User"}
-        assert httpx.put(f"{issuer}/users/uma", json=claims, timeout=5).status_code == 204
+        load_demo(url, issuer, {"uma": "uma@acme.example"})
         app = start_app(url, env={"OIDC_ISSUER": issuer})
         try:
             yield Demo(app, sign_in_over_http(app.base_url, issuer, "uma"))

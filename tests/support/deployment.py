@@ -8,11 +8,42 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from tests.support.env import ROOT
+from tests.support.processes import child_env
+
+SPA = ROOT / "examples" / "spa"
+"""The example front end (its page, app.js and config.json)."""
+VENDOR = ROOT / "tests" / "js" / "node_modules"
+"""The official OpenFeature packages the page imports (served at /vendor/)."""
+
+
+def load_demo(database_url: str, issuer: str, people: dict[str, str]) -> None:
+    """The demo data keyed to `issuer` (`python -m api.ops.demo`, as `make run` loads it),
+    and each provider subject → e-mail registered with the mock OpenID Provider (its own
+    set-up API: the provider lies outside the product)."""
+    loaded = subprocess.run(
+        [sys.executable, "-m", "api.ops.demo"],
+        cwd=ROOT,
+        env=child_env(database_url, OIDC_ISSUER=issuer),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    for sub, email in people.items():
+        claims = {"email": email, "email_verified": True, "name": sub}
+        assert httpx.put(f"{issuer}/users/{sub}", json=claims, timeout=5).status_code == 204
+
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
