@@ -13,10 +13,10 @@ session check >= 0.6 x bare and p99 <= 15 ms; /me >= 0.3 x bare and p99 <= 40 ms
 user every endpoint's p99 within 3 x bare's p99.
 
 `--metrics-cost` instead measures what the Prometheus metrics cost: the features and
-session-check endpoints for N users, served by two processes of the same run, one as
-deployed and one without the metrics' per-request work (`BENCH_METRICS=off`, bench/server.py),
-driven in turn on, off, off, on so that drift falls on both alike. Target: with metrics
->= 0.95 x without.
+session-check endpoints for N users, served by one process switched between its metrics'
+per-request work on (as deployed) and off (bench/server.py), switched every half second
+during one 60 s load run per endpoint; each state's throughput is what the server answered
+in it per second spent in it. Target: with metrics >= 0.95 x without.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -354,17 +355,10 @@ def print_traffic_table(rows: list[tuple[str, int, Measured, Measured]]) -> bool
 
 METRICS_COST_ENDPOINTS = ("session check", "features (200 flags)")
 METRICS_COST_MIN_RATIO = 0.95
-
-
-def mean(*runs: Measured) -> Measured:
-    count = len(runs)
-    return Measured(
-        sum(m.rps for m in runs) / count,
-        sum(m.p50_ms for m in runs) / count,
-        sum(m.p99_ms for m in runs) / count,
-        sum(m.p999_ms for m in runs) / count,
-        sum(m.errors for m in runs),
-    )
+METRICS_COST_SLOT_SECONDS = 0.5
+"""How long each state lasts before the switch: short against the machine's drift and its
+neighbours' bursts (seconds), long against a request (a few milliseconds), so that the few
+requests a switch catches in flight weigh little."""
 
 
 def observed_requests(server: Server, token: str, route: str) -> float:
@@ -396,10 +390,36 @@ def scraped(server: Server, token: str, name: str) -> dict[str, float]:
     }
 
 
-def measure_metrics_cost(
-    users: int, seconds: float, warmup: float
-) -> list[tuple[Endpoint, Measured, Measured]]:
-    """(endpoint, with metrics, without) for N users, both servers up for the whole run."""
+def switch_metrics(server: Server, on: bool) -> None:
+    """Metrics' per-request work into or out of the running server (bench/server.py)."""
+    state = "on" if on else "off"
+    httpx.put(f"{server.base_url}/bench/metrics/{state}", timeout=10).raise_for_status()
+
+
+def served(server: Server) -> dict[str, dict[str, float]]:
+    """Requests the server's app answered, and seconds spent, with metrics on and off."""
+    answer = httpx.get(f"{server.base_url}/bench/metrics/served", timeout=10)
+    answer.raise_for_status()
+    result: dict[str, dict[str, float]] = answer.json()
+    return result
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One endpoint's load run, the server switched every `METRICS_COST_SLOT_SECONDS`."""
+
+    endpoint: Endpoint
+    run: Measured
+    rps_on: float
+    rps_off: float
+    quarters: list[float]
+    """The ratio (on / off) within each quarter of the run: how steady the figure is."""
+
+
+def measure_metrics_cost(users: int, seconds: float, warmup: float) -> list[Cost]:
+    """For N users, one wrk run per endpoint while the server's metrics are switched on
+    and off every half second (on, off, off, on, ...): the throughput in each state is
+    what the server answered in it, per second spent in it."""
     url = bench_database("marketedge_bench_metrics_cost")
     sessions = asyncio.run(load(url, users))
     token = secrets.token_hex(16)
@@ -407,66 +427,100 @@ def measure_metrics_cost(
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         path = write_sessions(Path(scratch) / "sessions.txt", sessions)
-        with_metrics = Server(url, METRICS_TOKEN=token)
-        try:
-            without = Server(url, METRICS_TOKEN=token, BENCH_METRICS="off")
-        except BaseException:
-            with_metrics.stop()
-            raise
-        servers = {"on": with_metrics, "off": without}
+        server = Server(url, METRICS_TOKEN=token)
         try:
             for endpoint in endpoints:
-                runs: dict[str, list[Measured]] = {"on": [], "off": []}
-                for label in ("on", "off", "off", "on", "off", "on", "on", "off"):
-                    # Each run right after its own warm-up: a server warmed earlier would be
-                    # measured inside its sessions' refresh window (35-50 s after caching)
-                    # while the other was not, which read as a 0.4-0.5 x metrics cost.
-                    asyncio.run(serve_each_once(servers[label], endpoint, sessions))
-                    drive(servers[label], endpoint, path, warmup)
-                    runs[label].append(drive(servers[label], endpoint, path, seconds))
-                print(
-                    f"{endpoint.name}: req/s with metrics"
-                    f" {', '.join(f'{m.rps:,.0f}' for m in runs['on'])}, without"
-                    f" {', '.join(f'{m.rps:,.0f}' for m in runs['off'])}",
-                    flush=True,
-                )
-                results.append((endpoint, mean(*runs["on"]), mean(*runs["off"])))
-                for label, server in servers.items():  # both should serve from their caches
-                    print(
-                        f"  metrics {label}: listener"
-                        f" {scraped(server, token, 'marketedge_listener_connected')}",
-                        flush=True,
+                asyncio.run(serve_each_once(server, endpoint, sessions))
+                drive(server, endpoint, path, warmup)
+                counted = observed_requests(server, token, endpoint.path)
+                command = wrk_command(server, endpoint, path, seconds, CONNECTIONS)
+                slots: list[tuple[bool, dict[str, dict[str, float]]]] = []
+                before = served(server)
+                with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as wrk:
+                    index = 0
+                    while wrk.poll() is None:
+                        on = index % 4 in (0, 3)
+                        switch_metrics(server, on)
+                        time.sleep(METRICS_COST_SLOT_SECONDS)
+                        slots.append((on, served(server)))
+                        index += 1
+                    out = wrk.communicate()[0]
+                switch_metrics(server, True)
+                # The switch really is on (or off): the histogram counted exactly the
+                # requests answered while it was on.
+                counted = observed_requests(server, token, endpoint.path) - counted
+                answered_on = slots[-1][1]["on"]["requests"] - before["on"]["requests"]
+                if counted != answered_on or answered_on < users:
+                    raise SystemExit(
+                        f"{endpoint.path}: {counted} observed,"
+                        f" {answered_on} answered with metrics on"
                     )
+                cost = _cost(endpoint, parse_wrk(out), before, slots)
                 print(
-                    "  cache lookups (metrics on):"
-                    f" {scraped(with_metrics, token, 'marketedge_cache_requests_total')}",
+                    f"{endpoint.name}: {cost.rps_on:,.0f} req/s with metrics, {cost.rps_off:,.0f}"
+                    f" without; by quarter {', '.join(f'{q:.3f}' for q in cost.quarters)}",
                     flush=True,
                 )
-                # The switch really is off in one and on in the other.
-                if observed_requests(with_metrics, token, endpoint.path) < users:
-                    raise SystemExit(f"the server with metrics did not count {endpoint.path}")
-                if observed_requests(without, token, endpoint.path) != 0:
-                    raise SystemExit(f"the server without metrics counted {endpoint.path}")
+                results.append(cost)
+            print(
+                f"  listener: {scraped(server, token, 'marketedge_listener_connected')};"
+                f" cache lookups: {scraped(server, token, 'marketedge_cache_requests_total')}",
+                flush=True,
+            )
         finally:
-            without.stop()
-            with_metrics.stop()
+            server.stop()
     return results
 
 
-def print_metrics_cost_table(users: int, rows: list[tuple[Endpoint, Measured, Measured]]) -> bool:
+def _cost(
+    endpoint: Endpoint,
+    run: Measured,
+    before: dict[str, dict[str, float]],
+    slots: list[tuple[bool, dict[str, dict[str, float]]]],
+) -> Cost:
+    """Throughput per state from the server's counts; the first slot (wrk still connecting
+    in it) and the last (wrk stopping in it) are left out."""
+    rates: list[tuple[bool, float, float]] = []  # (on, requests, seconds) per slot
+    previous = before
+    for on, now in slots:
+        state = "on" if on else "off"
+        rates.append(
+            (
+                on,
+                now[state]["requests"] - previous[state]["requests"],
+                now[state]["seconds"] - previous[state]["seconds"],
+            )
+        )
+        previous = now
+    kept = rates[1:-1]
+
+    def ratio(part: list[tuple[bool, float, float]]) -> float:
+        on = sum(r for o, r, _ in part if o) / sum(s for o, _, s in part if o)
+        off = sum(r for o, r, _ in part if not o) / sum(s for o, _, s in part if not o)
+        return on / off
+
+    quarter = len(kept) // 4
+    quarters = [ratio(kept[i * quarter : (i + 1) * quarter]) for i in range(4)]
+    on_rps = sum(r for o, r, _ in kept if o) / sum(s for o, _, s in kept if o)
+    off_rps = sum(r for o, r, _ in kept if not o) / sum(s for o, _, s in kept if not o)
+    return Cost(endpoint, run, on_rps, off_rps, quarters)
+
+
+def print_metrics_cost_table(users: int, rows: list[Cost]) -> bool:
     print(
-        "| endpoint | users | req/s with metrics | req/s without | ratio | p99 ms with"
-        " | p99 ms without | errors | target | met |"
+        "| endpoint | users | req/s with metrics | req/s without | ratio | by quarter"
+        " | p99 ms (whole run) | errors | target | met |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---|---|")
     all_met = True
-    for endpoint, on, off in rows:
-        ratio = on.rps / off.rps
-        ok = ratio >= METRICS_COST_MIN_RATIO and on.errors + off.errors == 0
+    for cost in rows:
+        ratio = cost.rps_on / cost.rps_off
+        ok = ratio >= METRICS_COST_MIN_RATIO and cost.run.errors == 0
         all_met &= ok
         print(
-            f"| {endpoint.name} | {users:,} | {on.rps:,.0f} | {off.rps:,.0f} | {ratio:.3f}"
-            f" | {on.p99_ms:.1f} | {off.p99_ms:.1f} | {on.errors + off.errors}"
+            f"| {cost.endpoint.name} | {users:,} | {cost.rps_on:,.0f} | {cost.rps_off:,.0f}"
+            f" | {ratio:.3f} | {min(cost.quarters):.3f}-{max(cost.quarters):.3f}"
+            f" | {cost.run.p99_ms:.1f} | {cost.run.errors}"
             f" | >= {METRICS_COST_MIN_RATIO:g} x without | {'yes' if ok else 'NO'} |"
         )
     return all_met
@@ -490,12 +544,13 @@ def main(argv: list[str] | None = None) -> bool:
         help="compare features and session check with and without metrics, in one run",
     )
     args = parser.parse_args(argv)
+    if args.metrics_cost:  # one long run per endpoint, the metrics switched within it
+        seconds = args.seconds or (20.0 if args.quick else 60.0)
+        print(f"{describe_generator()}; {seconds:g} s per run", flush=True)
+        cost = measure_metrics_cost(args.users, seconds, warmup=2.0)
+        return print_metrics_cost_table(args.users, cost)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     print(f"{describe_generator()}; {seconds:g} s per run", flush=True)
-    if args.metrics_cost:
-        warmup = 1.0 if args.quick else 2.0
-        cost = measure_metrics_cost(args.users, seconds, warmup)
-        return print_metrics_cost_table(args.users, cost)
     rows = measure(args.users, seconds, warmup=1.0 if args.quick else 2.0)
     return print_traffic_table(rows)
 
