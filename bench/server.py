@@ -116,9 +116,12 @@ def create_bench_app() -> ASGIApp:
             else:
                 await answer(send, 404)
         else:
-            await app(scope, receive, send)
-            # Counted in the state the request finished in, which is the state its
-            # duration was (or was not) observed in: no await lies between the two.
-            switch.served[switch.on] += 1
+            try:
+                await app(scope, receive, send)
+            finally:
+                # Counted in the state the request finished in, which is the state its
+                # duration was (or was not) observed in: no await lies between the two.
+                # (A request whose client left ends in an error, observed all the same.)
+                switch.served[switch.on] += 1
 
     return dispatch

@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import re
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -197,7 +198,27 @@ def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-_duration_series: dict[tuple[str, str, int], Histogram] = {}
+class DurationSeries:
+    """One series of the request histogram, observed the cheap way: the bucket found by
+    bisection, then the two steps `Histogram.observe` itself takes (the bucket's count and
+    the sum), without its per-call checks and linear scan. It reaches into the child's
+    `_upper_bounds`, `_buckets` and `_sum`, which a unit test holds equal to `observe()`
+    (tests/unit/test_metrics_series.py), so an upgrade of prometheus_client that changes
+    them fails there, not in production."""
+
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._bounds = child._upper_bounds
+        self._buckets = child._buckets
+        self._sum = child._sum
+
+    def observe(self, seconds: float) -> None:
+        self._buckets[bisect_left(self._bounds, seconds)].inc(1)
+        self._sum.inc(seconds)
+
+
+_duration_series: dict[tuple[str, str, int], DurationSeries] = {}
 """Bounded as the series are: HTTP methods the parser knows, route templates, statuses."""
 
 
@@ -209,7 +230,8 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
     key = (fields["method"], fields.get("path_template") or UNMATCHED, status)
     series = _duration_series.get(key)
     if series is None:  # labels() checks and locks: paid once per series, not per request
-        series = _duration_series[key] = HTTP_DURATION.labels(key[0], key[1], str(status))
+        child = HTTP_DURATION.labels(key[0], key[1], str(status))
+        series = _duration_series[key] = DurationSeries(child)
     series.observe(seconds)
 
 
