@@ -146,8 +146,9 @@ class StreamHub:
 
     def remove(self, stream: EventStream) -> None:
         streams = self.by_user.get(stream.user_id)
-        if streams is None or streams.pop(stream, 0) is not None:
-            return
+        if streams is None or stream not in streams:
+            return  # removed already (a stream can be closed by the hub, then end itself)
+        del streams[stream]
         if not streams:
             del self.by_user[stream.user_id]
             self.tracked.pop(stream.user_id, None)
