@@ -115,10 +115,11 @@ on_sample(_sample_readiness)
 class SampledCount:
     """A counter step a cache lookup can afford: an integer held by this process, added to
     its Prometheus counter when gauges are sampled (every `SAMPLE_SECONDS` and before a
-    scrape). prometheus_client's own `inc()` (a lock, checks, in multiprocess mode a write
-    to a memory-mapped file) cost features and session check 5-10 % of their throughput
-    (`python -m bench.traffic --metrics-cost`). Another worker's scrape sees these counts up
-    to `SAMPLE_SECONDS` late, and a killed worker loses what it had not yet added."""
+    scrape). prometheus_client's own `inc()` (checks and a lock, in multiprocess mode a
+    write to a memory-mapped file) costs several times that on every lookup, of which a
+    features request makes two (`python -m bench.traffic --metrics-cost`). Another worker's
+    scrape sees these counts up to `SAMPLE_SECONDS` late, and a killed worker loses what it
+    had not yet added."""
 
     __slots__ = ("_counter", "_published", "count")
 
