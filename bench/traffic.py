@@ -493,16 +493,16 @@ def _cost(
         )
         previous = now
     kept = rates[1:-1]
+    if len(kept) < 16:  # each quarter at least one whole on, off, off, on
+        raise SystemExit("--metrics-cost needs runs of at least 10 s")
 
-    def ratio(part: list[tuple[bool, float, float]]) -> float:
-        on = sum(r for o, r, _ in part if o) / sum(s for o, _, s in part if o)
-        off = sum(r for o, r, _ in part if not o) / sum(s for o, _, s in part if not o)
-        return on / off
+    def rps(part: list[tuple[bool, float, float]], state: bool) -> float:
+        return sum(r for o, r, _ in part if o is state) / sum(s for o, _, s in part if o is state)
 
-    quarter = len(kept) // 4
-    quarters = [ratio(kept[i * quarter : (i + 1) * quarter]) for i in range(4)]
-    on_rps = sum(r for o, r, _ in kept if o) / sum(s for o, _, s in kept if o)
-    off_rps = sum(r for o, r, _ in kept if not o) / sum(s for o, _, s in kept if not o)
+    quarter = 4 * (len(kept) // 16)  # whole blocks: any four slots in a row hold both states
+    parts = [kept[i * quarter : (i + 1) * quarter] for i in range(4)]
+    quarters = [rps(part, True) / rps(part, False) for part in parts]
+    on_rps, off_rps = rps(kept, True), rps(kept, False)
     return Cost(endpoint, run, on_rps, off_rps, quarters)
 
 
